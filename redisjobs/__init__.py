@@ -1,0 +1,53 @@
+"""redisjobs: a Redis-backed job definition store for federated-learning servers.
+
+It implements NVIDIA FLARE's ``JobDefManagerSpec`` (and what NVFlare 2.6-2.9 added) on Redis, so
+that several server processes can share one job store safely and scheduling reads stay fast
+however many jobs have accumulated.
+"""
+
+from ._blobs import DEFAULT_CHUNK_SIZE
+from ._codec import check_job_id
+from ._errors import (
+    BlobCorrupt,
+    BlobNotFound,
+    InvalidComponent,
+    InvalidJobId,
+    InvalidMeta,
+    InvalidStatus,
+    InvalidTransition,
+    JobExists,
+    JobNotFound,
+    RecordNotFound,
+    RedisJobsError,
+    StatusConflict,
+)
+from ._lifecycle import TRANSITIONS
+from ._types import Job, JobMetaKey, RunStatus, SubmitRecordKey, SubmitRecordState
+from .manager import RedisJobDefManager
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "TRANSITIONS",
+    "BlobCorrupt",
+    "BlobNotFound",
+    "InvalidComponent",
+    "InvalidJobId",
+    "InvalidMeta",
+    "InvalidStatus",
+    "InvalidTransition",
+    "Job",
+    "JobExists",
+    "JobMetaKey",
+    "JobNotFound",
+    "RecordNotFound",
+    "RedisJobDefManager",
+    "RedisJobsError",
+    "RunStatus",
+    "StatusConflict",
+    "SubmitRecordKey",
+    "SubmitRecordState",
+    "check_job_id",
+    "__version__",
+]

@@ -1,0 +1,244 @@
+"""Blobs: job content, workspaces and client logs, stored as chunks behind a manifest.
+
+A write streams its bytes into chunk keys of a fresh random version (never touching the current
+one), pipelining a few chunks at a time, so memory stays bounded by a few chunks whatever the blob's
+size; then one script swaps the component's manifest, and the old version's chunks are unlinked.
+A reader that finds a chunk gone (the value was replaced under it) re-reads the manifest and starts
+again, so it gets the old or the new value whole. The manifest keeps size and sha256, checked on
+read unless ``verify`` is off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import orjson
+
+from ._archive import zip_paths
+from ._errors import BlobCorrupt, BlobNotFound
+from ._keys import Keys
+
+#: 1 MiB less 64 bytes: a power-of-two value would land in jemalloc's next size class (~25% waste).
+DEFAULT_CHUNK_SIZE = (1 << 20) - 64
+#: Chunks sent per pipeline round trip while writing, and fetched per MGET while reading.
+CHUNKS_PER_BATCH = 4
+#: How often a reader restarts after the value was replaced under it before giving up.
+READ_ATTEMPTS = 5
+
+#: What a blob can be written from: bytes, a file path, a list of paths (zipped), or an iterator of
+#: byte strings (another blob being copied).
+BlobSource = bytes | bytearray | memoryview | str | os.PathLike[str] | Sequence[str] | Iterator[bytes]
+
+
+class _Replaced(Exception):
+    """A chunk vanished mid-read: the blob was replaced or deleted."""
+
+
+class ChunkWriter:
+    """A write-only binary stream that stores what it is given as chunks of one blob version."""
+
+    def __init__(self, client: Any, keys: Keys, jid: str, component: str, chunk_size: int) -> None:
+        self._client, self._keys = client, keys
+        self.jid, self.component, self.chunk_size = jid, component, chunk_size
+        self.version = secrets.token_hex(8)
+        self._buf = bytearray()
+        self._pending: list[bytes] = []
+        self._sha = hashlib.sha256()
+        self.size = 0
+        self.chunks = 0
+
+    # The file-like surface zipfile needs for an unseekable output.
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        pass
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        view = memoryview(data).cast("B")
+        n = len(view)
+        self._sha.update(view)
+        self.size += n
+        self._buf += view
+        while len(self._buf) >= self.chunk_size:
+            self._pending.append(bytes(self._buf[: self.chunk_size]))
+            del self._buf[: self.chunk_size]
+            if len(self._pending) >= CHUNKS_PER_BATCH:
+                self._send()
+        return n
+
+    def _send(self) -> None:
+        if not self._pending:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for piece in self._pending:
+            pipe.set(self._keys.chunk(self.jid, self.component, self.version, self.chunks), piece)
+            self.chunks += 1
+        self._pending.clear()
+        pipe.execute()
+
+    def finish(self) -> dict[str, Any]:
+        """Send what is buffered and return the manifest of the version written."""
+        if self._buf:
+            self._pending.append(bytes(self._buf))
+            self._buf.clear()
+        self._send()
+        return {
+            "v": self.version,
+            "size": self.size,
+            "chunks": self.chunks,
+            "cs": self.chunk_size,
+            "sha256": self._sha.hexdigest(),
+        }
+
+    def chunk_keys(self) -> list[str]:
+        """Every chunk key this writer may have written (for clean-up after a failure)."""
+        n = self.chunks + len(self._pending) + 1
+        return [self._keys.chunk(self.jid, self.component, self.version, i) for i in range(n)]
+
+
+def chunk_keys(keys: Keys, jid: str, component: str, manifest: dict[str, Any]) -> list[str]:
+    return [keys.chunk(jid, component, manifest["v"], i) for i in range(int(manifest["chunks"]))]
+
+
+class BlobStore:
+    """Chunked blobs of one namespace."""
+
+    def __init__(self, client: Any, keys: Keys, chunk_size: int, verify: bool) -> None:
+        if chunk_size < 1024:
+            raise ValueError(f"chunk_size must be at least 1024 bytes, got {chunk_size}")
+        self._client, self._keys = client, keys
+        self.chunk_size, self.verify = chunk_size, verify
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def stage(self, jid: str, component: str, source: BlobSource) -> tuple[dict[str, Any], ChunkWriter]:
+        """Write ``source`` as a new, not yet visible version; return its manifest and writer.
+
+        On failure the chunks written so far are removed and the error re-raised.
+        """
+        writer = ChunkWriter(self._client, self._keys, jid, component, self.chunk_size)
+        try:
+            self._pour(source, writer)
+            return writer.finish(), writer
+        except BaseException:
+            self.unlink(writer.chunk_keys())
+            raise
+
+    def _pour(self, source: BlobSource, writer: ChunkWriter) -> None:
+        if isinstance(source, bytes | bytearray | memoryview):
+            view = memoryview(source).cast("B")
+            for start in range(0, len(view), self.chunk_size):
+                writer.write(view[start : start + self.chunk_size])
+        elif isinstance(source, str | os.PathLike):
+            path = os.fspath(source)
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"no such file: {path!r}")
+            with open(path, "rb") as f:
+                while block := f.read(self.chunk_size):
+                    writer.write(block)
+        elif isinstance(source, Iterator):
+            for piece in source:
+                writer.write(piece)
+        elif isinstance(source, Sequence):
+            zip_paths([os.fspath(p) for p in source], writer)  # type: ignore[arg-type]
+        else:
+            raise TypeError(f"blob content must be bytes, a file path or a list of paths, not {type(source)}")
+
+    def unlink(self, keys: Sequence[str], batch: int = 512) -> int:
+        freed = 0
+        for start in range(0, len(keys), batch):
+            freed += int(self._client.unlink(*keys[start : start + batch]))
+        return freed
+
+    def unlink_manifest(self, jid: str, component: str, raw_manifest: bytes | None) -> int:
+        if not raw_manifest:
+            return 0
+        return self.unlink(chunk_keys(self._keys, jid, component, orjson.loads(raw_manifest)))
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def manifest(self, jid: str, component: str) -> dict[str, Any] | None:
+        raw = self._client.hget(self._keys.blobs(jid), component)
+        return orjson.loads(raw) if raw else None
+
+    def _iter_version(self, jid: str, component: str, manifest: dict[str, Any]) -> Iterator[bytes]:
+        keys = chunk_keys(self._keys, jid, component, manifest)
+        sha = hashlib.sha256()
+        size = 0
+        for start in range(0, len(keys), CHUNKS_PER_BATCH):
+            for piece in self._client.mget(keys[start : start + CHUNKS_PER_BATCH]):
+                if piece is None:
+                    raise _Replaced
+                if self.verify:
+                    sha.update(piece)
+                size += len(piece)
+                yield piece
+        if self.verify and (size != manifest["size"] or sha.hexdigest() != manifest["sha256"]):
+            raise BlobCorrupt(jid, component, f"read {size} bytes with sha256 {sha.hexdigest()}, "
+                              f"manifest says {manifest['size']} bytes, {manifest['sha256']}")
+
+    def iter_chunks(self, jid: str, component: str) -> Iterator[bytes]:
+        """Yield the blob's chunks. If it is replaced before the first chunk arrives, the new value
+        is read instead; if it is replaced later, ``BlobCorrupt`` is raised (no mix is ever given)."""
+        for _ in range(READ_ATTEMPTS):
+            manifest = self.manifest(jid, component)
+            if manifest is None:
+                raise BlobNotFound(jid, component)
+            started = False
+            try:
+                for piece in self._iter_version(jid, component, manifest):
+                    started = True
+                    yield piece
+                return
+            except _Replaced:
+                if started:
+                    raise BlobCorrupt(jid, component, "replaced while it was being streamed") from None
+        raise BlobCorrupt(jid, component, f"replaced {READ_ATTEMPTS} times while reading")
+
+    def read(self, jid: str, component: str) -> bytes:
+        for _ in range(READ_ATTEMPTS):
+            manifest = self.manifest(jid, component)
+            if manifest is None:
+                raise BlobNotFound(jid, component)
+            try:
+                return b"".join(self._iter_version(jid, component, manifest))
+            except _Replaced:
+                continue
+        raise BlobCorrupt(jid, component, f"replaced {READ_ATTEMPTS} times while reading")
+
+    def download(self, jid: str, component: str, dest: str) -> bool:
+        """Stream the blob into ``dest`` via a temporary file renamed into place.
+
+        Returns False (writing nothing) when there is no such component.
+        """
+        folder = os.path.dirname(os.path.abspath(dest))
+        for _ in range(READ_ATTEMPTS):
+            manifest = self.manifest(jid, component)
+            if manifest is None:
+                return False
+            fd, tmp = tempfile.mkstemp(prefix=".redisjobs-", dir=folder)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    for piece in self._iter_version(jid, component, manifest):
+                        out.write(piece)
+                os.replace(tmp, dest)
+                return True
+            except _Replaced:
+                os.unlink(tmp)
+                continue
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        raise BlobCorrupt(jid, component, f"replaced {READ_ATTEMPTS} times while reading")

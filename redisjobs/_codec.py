@@ -1,0 +1,98 @@
+"""Checks and orjson codecs: what may be stored, and how meta travels to and from Redis.
+
+Meta is kept one field per top-level key, each value orjson-encoded, so a partial update writes
+only its fields and Lua never decodes user JSON.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from ._errors import InvalidComponent, InvalidJobId, InvalidMeta, InvalidStatus
+from ._lifecycle import STATUSES
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_STATUS_SET = frozenset(STATUSES)
+#: Component prefixes NVFlare allows besides data, meta and workspace (``<PREFIX>_<rest>``).
+COMPONENT_PREFIXES = ("ERRORLOG", "LOG")
+BASE_COMPONENTS = ("data", "meta", "workspace")
+#: |priority| must stay below 2^21 so queue scores stay exact doubles.
+MAX_PRIORITY = 2**21 - 1
+
+
+def check_job_id(jid: object) -> str:
+    """Return ``jid`` if it is a valid job id, else raise ``InvalidJobId`` (before any Redis call)."""
+    if not isinstance(jid, str) or not jid:
+        raise InvalidJobId(jid, "a job id must be a non-empty str")
+    if not _ID.fullmatch(jid):
+        raise InvalidJobId(jid)
+    return jid
+
+
+def check_app_name(jid: str, app_name: object) -> str:
+    if not isinstance(app_name, str) or not app_name or not _ID.fullmatch(app_name):
+        raise InvalidComponent(jid, app_name, "an app name must match ^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    return app_name
+
+
+def is_valid_component(component: object) -> bool:
+    if not isinstance(component, str):
+        return False
+    if component in BASE_COMPONENTS or component in COMPONENT_PREFIXES:
+        return True
+    return any(component.startswith(p + "_") for p in COMPONENT_PREFIXES)
+
+
+def check_component(jid: str, component: object) -> str:
+    if not is_valid_component(component) or any(c in str(component) for c in "/\\\x00"):
+        raise InvalidComponent(jid, component)
+    return str(component)
+
+
+def check_status(jid: object, status: object) -> str:
+    """The plain string value of a status given as our enum, NVFlare's enum, or a string."""
+    value = getattr(status, "value", status)
+    if not isinstance(value, str) or value not in _STATUS_SET:
+        raise InvalidStatus(jid, status)
+    return value
+
+
+def check_priority(jid: object, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_PRIORITY:
+        raise InvalidMeta(jid, f"priority must be an int with |priority| <= {MAX_PRIORITY}, got {value!r}")
+    return value
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+def encode_fields(jid: object, meta: Mapping[Any, Any]) -> list[bytes | str]:
+    """Flatten meta into ``[key, orjson(value), ...]`` for HSET; raise ``InvalidMeta`` if it can't be."""
+    out: list[bytes | str] = []
+    for key, value in meta.items():
+        name = getattr(key, "value", key)  # a JobMetaKey works as a key
+        if not isinstance(name, str) or not name:
+            raise InvalidMeta(jid, f"meta keys must be non-empty strings, got {key!r}")
+        try:
+            out += [name, orjson.dumps(value)]
+        except TypeError as e:
+            raise InvalidMeta(jid, f"the value of {name!r} is not JSON-serializable: {e}") from None
+    return out
+
+
+def decode_meta(fields: Mapping[bytes, bytes], approvals: Mapping[bytes, bytes]) -> dict[str, Any]:
+    """Rebuild a job's meta dict (a fresh one on every call) from its hash and approvals hash."""
+    meta = {k.decode(): orjson.loads(v) for k, v in fields.items()}
+    if approvals:
+        meta["approvals"] = {k.decode(): orjson.loads(v) for k, v in approvals.items()}
+    return meta
+
+
+def pairs_to_dict(flat: list[bytes]) -> dict[bytes, bytes]:
+    """A Lua reply of HGETALL (a flat list) as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))

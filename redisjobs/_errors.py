@@ -1,0 +1,130 @@
+"""Exceptions raised by redisjobs.
+
+Every exception derives from ``RedisJobsError``; where a caller would naturally catch a builtin,
+the exception subclasses it too, so ``except LookupError`` or ``except ValueError`` keeps working::
+
+    RedisJobsError
+    ├── JobNotFound        (LookupError)   no job with that id
+    ├── JobExists          (ValueError)    create/clone with an id already taken
+    ├── InvalidJobId       (ValueError)    empty, not a str, or not ^[A-Za-z0-9][A-Za-z0-9._-]*$
+    ├── InvalidMeta        (ValueError)    meta that cannot be stored (keys, types, priority, ...)
+    ├── InvalidComponent   (ValueError)    a storage component or app name that is not allowed
+    ├── InvalidStatus      (ValueError)    not one of RunStatus's values
+    ├── InvalidTransition  (ValueError)    the status table forbids old -> new
+    ├── StatusConflict                     compare-and-set: the job's status was not the expected one
+    ├── BlobNotFound       (LookupError)   a component the job does not have
+    ├── RecordNotFound     (LookupError)   update of a submit-token record that does not exist
+    └── BlobCorrupt                        stored bytes do not match their manifest (size or sha256)
+
+Scripts report failures as small negative integers; ``raise_for_code`` is the one place that
+turns them into these exceptions.
+"""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+
+class RedisJobsError(Exception):
+    """Root of every redisjobs exception."""
+
+
+class JobNotFound(RedisJobsError, LookupError):
+    def __init__(self, jid: str) -> None:
+        self.jid = jid
+        super().__init__(f"job {jid!r} not found: check the id (list jobs to see what exists)")
+
+
+class JobExists(RedisJobsError, ValueError):
+    def __init__(self, jid: str) -> None:
+        self.jid = jid
+        super().__init__(f"job {jid!r} already exists: jobs are never overwritten; choose another id")
+
+
+class InvalidJobId(RedisJobsError, ValueError):
+    def __init__(self, jid: object, why: str = "") -> None:
+        self.jid = jid
+        reason = why or "a job id must be a non-empty str matching ^[A-Za-z0-9][A-Za-z0-9._-]*$"
+        super().__init__(f"invalid job id {jid!r}: {reason}")
+
+
+class InvalidMeta(RedisJobsError, ValueError):
+    def __init__(self, jid: object, why: str) -> None:
+        self.jid = jid
+        super().__init__(f"invalid meta for job {jid!r}: {why}")
+
+
+class InvalidComponent(RedisJobsError, ValueError):
+    def __init__(self, jid: object, component: object, why: str = "") -> None:
+        self.jid = jid
+        self.component = component
+        reason = why or "valid components are data, meta, workspace, and names starting with ERRORLOG_ or LOG_"
+        super().__init__(f"invalid component {component!r} for job {jid!r}: {reason}")
+
+
+class InvalidStatus(RedisJobsError, ValueError):
+    def __init__(self, jid: object, status: object) -> None:
+        self.jid = jid
+        self.status = status
+        super().__init__(f"invalid status {status!r} for job {jid!r}: use a RunStatus value")
+
+
+class InvalidTransition(RedisJobsError, ValueError):
+    def __init__(self, jid: str, old: str, new: str) -> None:
+        self.jid, self.old, self.new = jid, old, new
+        super().__init__(f"job {jid!r} cannot go from {old} to {new}: the status table forbids it")
+
+
+class StatusConflict(RedisJobsError):
+    def __init__(self, jid: str, expected: str, actual: str) -> None:
+        self.jid, self.expected, self.actual = jid, expected, actual
+        super().__init__(
+            f"job {jid!r} is {actual}, not {expected}: it changed meanwhile; re-read the job and decide again"
+        )
+
+
+class BlobNotFound(RedisJobsError, LookupError):
+    def __init__(self, jid: str, component: str) -> None:
+        self.jid, self.component = jid, component
+        super().__init__(f"job {jid!r} has no component {component!r}")
+
+
+class RecordNotFound(RedisJobsError, LookupError):
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
+        super().__init__(f"no submit record with scope {scope}: create it first (create_submit_record)")
+
+
+class BlobCorrupt(RedisJobsError):
+    def __init__(self, jid: str, component: str, why: str) -> None:
+        self.jid, self.component = jid, component
+        super().__init__(f"component {component!r} of job {jid!r} is corrupt: {why}")
+
+
+# Codes the Lua scripts return (first element of their reply). Keep in step with lua/includes.
+OK = 1
+NOOP = 0
+E_NOT_FOUND = -1
+E_EXISTS = -2
+E_TRANSITION = -3
+E_CONFLICT = -4
+
+
+def raise_for_code(code: int, jid: str, detail: list[bytes], new_status: str = "", expected: str = "") -> None:
+    """Raise the exception a script's failure code stands for; return on success codes."""
+    if code >= 0:
+        return
+    current = detail[0].decode() if detail else "?"
+    _raise(code, jid, current, new_status, expected)
+
+
+def _raise(code: int, jid: str, current: str, new_status: str, expected: str) -> NoReturn:
+    if code == E_NOT_FOUND:
+        raise JobNotFound(jid)
+    if code == E_EXISTS:
+        raise JobExists(jid)
+    if code == E_TRANSITION:
+        raise InvalidTransition(jid, current, new_status)
+    if code == E_CONFLICT:
+        raise StatusConflict(jid, expected, current)
+    raise RedisJobsError(f"job {jid!r}: unexpected script result code {code}")

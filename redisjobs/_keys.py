@@ -1,0 +1,67 @@
+"""Every Redis key name redisjobs uses is built here, and nowhere else.
+
+A namespace's metadata and indexes share one Redis Cluster hash tag, ``rj:{<namespace>}:``, so every
+script touches keys of one slot. Blob chunks carry a per-job tag, ``rj:{<namespace>/<jid>}:``, so a
+namespace's bytes spread over a cluster and one job's chunks live together.
+
+=====================================  ==========  ===================================================
+key                                    type        holds
+=====================================  ==========  ===================================================
+``job:<jid>``                          hash        meta: one field per top-level key, orjson values
+``approvals:<jid>``                    hash        reviewer -> orjson ``[approved, note]``
+``blobs:<jid>``                        hash        component -> orjson manifest
+``status:<STATUS>``                    set         ids of the jobs in that status
+``jobs``                               zset        every id, scored by a submit sequence number
+``queue``                              zset        SUBMITTED ids: -priority * 2^32 + sequence
+``seq``                                string      the submit sequence counter
+``events``                             stream      one entry per create, transition, approval, delete
+``rec:<study>:<submitter>:<token>``    hash        a submit-token record (sha256 parts)
+``recjob:<jid>``                       set         record key suffixes of a job id
+``{ns/jid}:chunk:<comp>:<ver>:<i>``    string      blob bytes
+=====================================  ==========  ===================================================
+"""
+
+from __future__ import annotations
+
+from ._lifecycle import STATUSES
+
+
+class Keys:
+    """Key names of one namespace. Build it once per manager; its attributes are plain strings."""
+
+    def __init__(self, namespace: str) -> None:
+        if not namespace or any(c in namespace for c in "{}\r\n "):
+            raise ValueError(f"invalid namespace {namespace!r}: non-empty, without braces or whitespace")
+        self.namespace = namespace
+        self.prefix = f"rj:{{{namespace}}}:"
+        p = self.prefix
+        self.jobs = p + "jobs"
+        self.queue = p + "queue"
+        self.seq = p + "seq"
+        self.events = p + "events"
+        self.status_sets: tuple[str, ...] = tuple(p + "status:" + s for s in STATUSES)
+        self._status_set = dict(zip(STATUSES, self.status_sets, strict=True))
+
+    def job(self, jid: str) -> str:
+        return f"{self.prefix}job:{jid}"
+
+    def approvals(self, jid: str) -> str:
+        return f"{self.prefix}approvals:{jid}"
+
+    def blobs(self, jid: str) -> str:
+        return f"{self.prefix}blobs:{jid}"
+
+    def status(self, status: str) -> str:
+        return self._status_set[status]
+
+    def chunk_prefix(self, jid: str) -> str:
+        return f"rj:{{{self.namespace}/{jid}}}:chunk:"
+
+    def chunk(self, jid: str, component: str, version: str, index: int) -> str:
+        return f"rj:{{{self.namespace}/{jid}}}:chunk:{component}:{version}:{index}"
+
+    def record(self, suffix: str) -> str:
+        return f"{self.prefix}rec:{suffix}"
+
+    def record_index(self, jid: str) -> str:
+        return f"{self.prefix}recjob:{jid}"

@@ -1,0 +1,47 @@
+--[[
+  Shared helpers, included into scripts by the loader (redisjobs/_scripts.py).
+
+  The loader also replaces these placeholders with values generated from redisjobs/_lifecycle.py,
+  the one place the status rules live:
+    STATUSES     array of every status, in the order of the status-set keys scripts receive
+    TRANSITIONS  TRANSITIONS[old][new] == true when old -> new is allowed
+    TIMED        TIMED[status] == true for finishing statuses that record a duration
+]]
+local OK, NOOP = 1, 0
+local E_NOT_FOUND, E_EXISTS, E_TRANSITION, E_CONFLICT = -1, -2, -3, -4
+
+local STATUSES = @@STATUSES@@
+local TRANSITIONS = @@TRANSITIONS@@
+local TIMED = @@TIMED@@
+
+-- Position of each status in STATUSES (and so of its set in KEYS, after an offset).
+local STATUS_INDEX = {}
+for i, s in ipairs(STATUSES) do STATUS_INDEX[s] = i end
+
+-- Meta values are orjson-encoded; a status is a JSON string without escapes.
+local function json_str(s) return '"' .. s .. '"' end
+local function unjson_str(v)
+  if not v then return nil end
+  if string.sub(v, 1, 1) == '"' then return string.sub(v, 2, -2) end
+  return v
+end
+
+-- HSET of field/value pairs taken from ARGV[first..last], in batches (unpack() has a limit).
+local function hset_range(key, first, last)
+  local i = first
+  while i <= last do
+    local j = math.min(i + 999, last)
+    redis.call("HSET", key, unpack(ARGV, i, j))
+    i = j + 1
+  end
+end
+
+local function emit(stream, maxlen, jid, op, old, new, actor, time)
+  redis.call("XADD", stream, "MAXLEN", "~", maxlen, "*",
+    "jid", jid, "op", op, "old", old or "", "new", new or "", "actor", actor, "time", time)
+end
+
+-- Queue score: higher priority first, then submit order (exact below 2^53; |priority| < 2^21).
+local function queue_score(priority, seq)
+  return -priority * 4294967296 + (seq % 4294967296)
+end

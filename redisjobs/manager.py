@@ -1,0 +1,766 @@
+"""``RedisJobDefManager``: NVFlare's job-manager API on Redis.
+
+Every single-job write is one Lua script (one round trip, atomic, safe to repeat); reads are one
+pipelined round trip; listings read indexes in bounded batches instead of scanning every job.
+``fl_ctx`` is accepted everywhere, in NVFlare's position, and ignored.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import socket
+import tempfile
+import threading
+import time
+import uuid
+import warnings
+import zipfile
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import orjson
+import redis
+
+from . import _records
+from ._archive import DEFAULT_MAX_UNZIPPED, UnsafeArchive, safe_extract, zip_folder
+from ._blobs import DEFAULT_CHUNK_SIZE, BlobSource, BlobStore, chunk_keys
+from ._codec import (
+    check_app_name,
+    check_component,
+    check_job_id,
+    check_priority,
+    check_status,
+    decode_meta,
+    dumps,
+    encode_fields,
+    is_valid_component,
+    pairs_to_dict,
+)
+from ._errors import (
+    E_EXISTS,
+    E_NOT_FOUND,
+    BlobNotFound,
+    InvalidComponent,
+    InvalidMeta,
+    JobExists,
+    JobNotFound,
+    RecordNotFound,
+    raise_for_code,
+)
+from ._keys import Keys
+from ._lifecycle import STATUSES
+from ._scripts import Scripts
+from ._types import Job, RunStatus, SubmitRecordState
+
+log = logging.getLogger("redisjobs")
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+#: Ids read or fetched per round trip by listings.
+DEFAULT_BATCH = 500
+#: Approximate cap of the event stream (XADD MAXLEN ~).
+DEFAULT_EVENT_MAXLEN = 100_000
+
+FlCtx = Any
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _local_offset_seconds() -> int:
+    offset = datetime.datetime.now().astimezone().utcoffset()
+    return int(offset.total_seconds()) if offset else 0
+
+
+class RedisJobDefManager:
+    """A job definition store on Redis, shared safely by any number of server processes.
+
+    Args:
+        url: ``redis://``, ``rediss://`` or ``unix://`` URL. Defaults to ``$REDISJOBS_URL``, else
+            ``redis://127.0.0.1:6379/0``. Ignored when ``client`` is given.
+        client: a ready redis-py (or fakeredis) client, created with ``decode_responses=False``.
+        namespace: keeps several stores apart on one Redis; all its keys share one hash tag.
+        chunk_size: bytes per blob chunk.
+        verify_blobs: check size and sha256 of every blob read.
+        event_maxlen: approximate cap of the event stream.
+        batch_size: ids per round trip in listings.
+        actor: recorded in events; defaults to ``host:pid``.
+        max_unzipped: bound on the unpacked size of job content that ``get_app`` extracts.
+        socket_timeout, socket_connect_timeout: seconds, for clients built from ``url``.
+
+    The connection is made lazily, on first use, so constructing a manager costs nothing.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Any = None,
+        namespace: str = "redisjobs",
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        verify_blobs: bool = True,
+        event_maxlen: int = DEFAULT_EVENT_MAXLEN,
+        batch_size: int = DEFAULT_BATCH,
+        actor: str | None = None,
+        max_unzipped: int = DEFAULT_MAX_UNZIPPED,
+        socket_timeout: float = 10.0,
+        socket_connect_timeout: float = 5.0,
+    ) -> None:
+        self.url = url or os.environ.get("REDISJOBS_URL") or DEFAULT_URL
+        self.keys = Keys(namespace)
+        self.namespace = namespace
+        self.chunk_size = chunk_size
+        self.verify_blobs = verify_blobs
+        self.event_maxlen = event_maxlen
+        self.batch_size = max(1, batch_size)
+        self.max_unzipped = max_unzipped
+        self._actor = actor
+        self._socket_timeout = socket_timeout
+        self._connect_timeout = socket_connect_timeout
+        self._client = client
+        self._scripts: Scripts | None = None
+        self._blobs: BlobStore | None = None
+        self._lock = threading.Lock()
+        if chunk_size < 1024:
+            raise ValueError(f"chunk_size must be at least 1024 bytes, got {chunk_size}")
+
+    # -- connection ------------------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        with self._lock:
+            if self._scripts is not None:
+                return
+            if self._client is None:
+                self._client = redis.Redis.from_url(
+                    self.url,
+                    socket_timeout=self._socket_timeout,
+                    socket_connect_timeout=self._connect_timeout,
+                    health_check_interval=30,
+                )
+            self._blobs = BlobStore(self._client, self.keys, self.chunk_size, self.verify_blobs)
+            self._warn_on_eviction()
+            self._scripts = Scripts(self._client)
+
+    def _warn_on_eviction(self) -> None:
+        try:
+            policy = self._client.config_get("maxmemory-policy").get(b"maxmemory-policy")
+        except Exception:  # fakeredis and locked-down servers have no CONFIG: nothing to check
+            return
+        if policy not in (None, b"noeviction", "noeviction"):
+            warnings.warn(
+                f"Redis maxmemory-policy is {policy!r}: evicted keys lose jobs. Set it to noeviction.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    @property
+    def client(self) -> Any:
+        """The redis-py client (connecting on first use)."""
+        if self._scripts is None:
+            self._connect()
+        return self._client
+
+    @property
+    def _s(self) -> Scripts:
+        if self._scripts is None:
+            self._connect()
+        assert self._scripts is not None
+        return self._scripts
+
+    @property
+    def blobs(self) -> BlobStore:
+        if self._blobs is None:
+            self._connect()
+        assert self._blobs is not None
+        return self._blobs
+
+    @property
+    def actor(self) -> str:
+        return self._actor or f"{socket.gethostname()}:{os.getpid()}"
+
+    def close(self) -> None:
+        """Release the connection pool (a client passed in is closed too)."""
+        if self._client is not None:
+            self._client.close()
+
+    def __enter__(self) -> RedisJobDefManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- creating --------------------------------------------------------------------------------
+
+    def create(self, meta: dict[str, Any], uploaded_content: BlobSource, fl_ctx: FlCtx = None) -> dict[str, Any]:
+        """Store a new job: its meta and its content (bytes, or a file path that is consumed).
+
+        Sets ``job_id`` (a new uuid4 unless given), ``submit_time``, ``submit_time_iso``,
+        ``start_time``, ``duration``, ``data_storage_format`` and ``status``; drops ``submit_token``;
+        mutates and returns ``meta``. The job becomes visible whole, or not at all.
+
+        Raises:
+            InvalidJobId, InvalidMeta: before anything is written.
+            JobExists: the id is taken (nothing is overwritten).
+        """
+        meta.pop("submit_token", None)
+        jid = self._new_id(meta)
+        self._stamp(meta)
+        meta["data_storage_format"] = 2
+        self._store_new(jid, meta, uploaded_content)
+        if isinstance(uploaded_content, str | os.PathLike):
+            _consume(uploaded_content)
+        return meta
+
+    def clone(self, from_jid: str, meta: dict[str, Any], fl_ctx: FlCtx = None) -> dict[str, Any]:
+        """Create a job from another job's content (its data only: no workspace, no client data).
+
+        ``data_storage_format`` defaults to the source's. Raises ``JobNotFound`` for a missing
+        source and ``JobExists`` for a taken id, writing nothing either way.
+        """
+        check_job_id(from_jid)
+        jid = self._new_id(meta)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hget(self.keys.job(from_jid), "data_storage_format")
+        pipe.exists(self.keys.job(from_jid))
+        raw_format, exists = pipe.execute()
+        if not exists:
+            raise JobNotFound(from_jid)
+        self._stamp(meta)
+        if "data_storage_format" not in meta and raw_format is not None:
+            meta["data_storage_format"] = orjson.loads(raw_format)
+        self._store_new(jid, meta, self.blobs.iter_chunks(from_jid, "data"))
+        return meta
+
+    def _new_id(self, meta: dict[str, Any]) -> str:
+        if not isinstance(meta, dict):
+            raise InvalidMeta(None, f"meta must be a dict, got {type(meta).__name__}")
+        jid = meta.get("job_id")
+        if not jid:
+            jid = str(uuid.uuid4())
+            meta["job_id"] = jid
+        return check_job_id(jid)
+
+    @staticmethod
+    def _stamp(meta: dict[str, Any]) -> None:
+        now = _now()
+        meta["submit_time"] = now
+        meta["submit_time_iso"] = datetime.datetime.fromtimestamp(now).astimezone().isoformat()
+        meta["start_time"] = ""
+        meta["duration"] = "N/A"
+        meta["status"] = RunStatus.SUBMITTED.value
+
+    def _store_new(self, jid: str, meta: dict[str, Any], content: BlobSource) -> None:
+        priority = check_priority(jid, meta.get("priority", 0))
+        fields = dict(meta)
+        approvals = _approval_pairs(jid, fields.pop("approvals", None))
+        encoded = encode_fields(jid, fields)
+        manifest, writer = self.blobs.stage(jid, "data", content)
+        k = self.keys
+        try:
+            code, *rest = self._s.create(
+                keys=[k.job(jid), k.blobs(jid), k.approvals(jid), k.jobs, k.queue, k.seq, k.events,
+                      k.status(RunStatus.SUBMITTED.value)],
+                args=[jid, priority, self.actor, _now(), self.event_maxlen, 1, len(approvals) // 2,
+                      "data", dumps(manifest), *approvals, *encoded],
+            )
+        except BaseException:
+            self.blobs.unlink(writer.chunk_keys())
+            raise
+        if code == E_EXISTS:
+            self.blobs.unlink(writer.chunk_keys())
+            raise JobExists(jid)
+        raise_for_code(code, jid, rest)
+
+    # -- deleting --------------------------------------------------------------------------------
+
+    def delete(self, jid: str, fl_ctx: FlCtx = None) -> None:
+        """Delete a job with its blobs and index entries. Raises ``JobNotFound`` if missing.
+
+        Submit-token records are kept (see ``mark_submit_records_job_deleted``).
+        """
+        check_job_id(jid)
+        k = self.keys
+        code, *rest = self._s.delete(
+            keys=[k.job(jid), k.approvals(jid), k.blobs(jid), k.jobs, k.queue, k.events, *k.status_sets],
+            args=[jid, self.actor, _now(), self.event_maxlen],
+        )
+        raise_for_code(code, jid, rest)
+        for component, raw in pairs_to_dict(rest[1]).items():
+            self.blobs.unlink_manifest(jid, component.decode(), raw)
+
+    # -- reading jobs ----------------------------------------------------------------------------
+
+    def get_job(self, jid: str, fl_ctx: FlCtx = None) -> Job | None:
+        """The job, with a fresh ``meta`` dict, or None if there is no such job."""
+        check_job_id(jid)
+        jobs = self._fetch([jid])
+        return jobs[0] if jobs else None
+
+    def get_meta(self, jid: str) -> dict[str, Any]:
+        """A job's meta; raises ``JobNotFound`` if missing."""
+        job = self.get_job(jid)
+        if job is None:
+            raise JobNotFound(jid)
+        return job.meta
+
+    def _fetch(self, ids: Sequence[str]) -> list[Job]:
+        """Jobs for ``ids`` in that order, one pipelined round trip per batch; missing ones skipped."""
+        out: list[Job] = []
+        for start in range(0, len(ids), self.batch_size):
+            batch = ids[start : start + self.batch_size]
+            pipe = self.client.pipeline(transaction=False)
+            for jid in batch:
+                pipe.hgetall(self.keys.job(jid))
+                pipe.hgetall(self.keys.approvals(jid))
+            replies = pipe.execute()
+            for i in range(len(batch)):
+                fields, approvals = replies[2 * i], replies[2 * i + 1]
+                if fields:
+                    out.append(Job.from_meta(decode_meta(fields, approvals)))
+        return out
+
+    def iter_job_ids(self) -> Iterator[str]:
+        """Every job id in submit order, read in bounded batches (jobs deleted meanwhile are skipped,
+        jobs created meanwhile appear at the end)."""
+        low: float | str = "-inf"
+        while True:
+            batch = self.client.zrangebyscore(self.keys.jobs, low, "+inf", start=0, num=self.batch_size,
+                                              withscores=True)
+            if not batch:
+                return
+            for member, _score in batch:
+                yield member.decode()
+            low = f"({batch[-1][1]:.0f}"
+            if len(batch) < self.batch_size:
+                return
+
+    def _ids_in_batches(self, ids: Iterable[str]) -> Iterator[list[str]]:
+        batch: list[str] = []
+        for jid in ids:
+            batch.append(jid)
+            if len(batch) >= self.batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def get_all_jobs(self, fl_ctx: FlCtx = None) -> list[Job]:
+        """Every job, in submit order."""
+        out: list[Job] = []
+        for batch in self._ids_in_batches(self.iter_job_ids()):
+            out += self._fetch(batch)
+        return out
+
+    def get_jobs_to_schedule(self, fl_ctx: FlCtx = None) -> list[Job]:
+        """The SUBMITTED jobs, highest ``priority`` first, then first submitted first.
+
+        Reads only the queue, so its cost does not grow with the number of finished jobs; a job put
+        back to SUBMITTED is schedulable again.
+        """
+        out: list[Job] = []
+        start = 0
+        while True:
+            ids = [m.decode() for m in self.client.zrange(self.keys.queue, start, start + self.batch_size - 1)]
+            out += self._fetch(ids)
+            if len(ids) < self.batch_size:
+                return out
+            start += self.batch_size
+
+    def get_jobs_by_status(
+        self, run_status: str | RunStatus | Sequence[str | RunStatus], fl_ctx: FlCtx = None
+    ) -> list[Job]:
+        """Jobs in one status or any of a list of statuses, in submit order."""
+        wanted = [run_status] if isinstance(run_status, str) else list(run_status)
+        ids: set[str] = set()
+        for status in wanted:
+            key = self.keys.status(check_status(None, status))
+            ids.update(m.decode() for m in self.client.sscan_iter(key, count=self.batch_size))
+        jobs = self._fetch(sorted(ids))
+        return _by_submit_time(jobs)
+
+    def get_jobs_waiting_for_review(self, reviewer_name: str, fl_ctx: FlCtx = None) -> list[Job]:
+        """Jobs (of any status, as NVFlare) that ``reviewer_name`` has not approved or rejected."""
+        out: list[Job] = []
+        for batch in self._ids_in_batches(self.iter_job_ids()):
+            pipe = self.client.pipeline(transaction=False)
+            for jid in batch:
+                pipe.hexists(self.keys.approvals(jid), reviewer_name)
+            reviewed = pipe.execute()
+            out += self._fetch([jid for jid, done in zip(batch, reviewed, strict=True) if not done])
+        return out
+
+    # -- changing jobs ---------------------------------------------------------------------------
+
+    def set_status(
+        self, jid: str, status: str | RunStatus, fl_ctx: FlCtx = None, *, expected: str | RunStatus | None = None
+    ) -> bool:
+        """Move a job to ``status``, checked against the transition table, atomically.
+
+        RUNNING writes ``start_time`` (UTC ISO); COMPLETED, ABORTED, EXECUTION_EXCEPTION, ABNORMAL
+        and CAN_NOT_SCHEDULE write ``duration`` when the job has a start time. The same status again
+        is a no-op. Returns True if the status changed.
+
+        Args:
+            expected: compare-and-set: only act if the job is in this status now.
+
+        Raises:
+            InvalidJobId, InvalidStatus: before any Redis call.
+            JobNotFound, InvalidTransition, StatusConflict: nothing is written.
+        """
+        check_job_id(jid)
+        return self._update(jid, {}, check_status(jid, status), expected)
+
+    def update_meta(self, jid: str, meta: dict[str, Any], fl_ctx: FlCtx = None, *,
+                    expected: str | RunStatus | None = None) -> bool:
+        """Merge ``meta`` into the job's (top-level keys replaced whole), writing only those fields.
+
+        A ``status`` key goes through the same checks as ``set_status``; ``approvals`` are merged per
+        reviewer; a ``priority`` change moves a queued job to its new place. Concurrent updates of
+        different keys never lose each other. Returns True if the status changed.
+        """
+        check_job_id(jid)
+        if not isinstance(meta, dict):
+            raise InvalidMeta(jid, f"meta must be a dict, got {type(meta).__name__}")
+        fields = {getattr(k, "value", k): v for k, v in meta.items()}
+        status = check_status(jid, fields.pop("status")) if "status" in fields else ""
+        if fields.get("job_id", jid) != jid:
+            raise InvalidMeta(jid, f"job_id cannot change (got {fields['job_id']!r})")
+        fields.pop("job_id", None)
+        return self._update(jid, fields, status, expected)
+
+    def _update(self, jid: str, fields: dict[str, Any], status: str, expected: Any) -> bool:
+        expected_value = check_status(jid, expected) if expected is not None else ""
+        priority = str(check_priority(jid, fields["priority"])) if "priority" in fields else ""
+        approvals = _approval_pairs(jid, fields.pop("approvals", None))
+        encoded = encode_fields(jid, fields)
+        now = _now()
+        start_time = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).isoformat()
+        k = self.keys
+        code, *rest = self._s.update(
+            keys=[k.job(jid), k.approvals(jid), k.jobs, k.queue, k.events, *k.status_sets],
+            args=[jid, status, expected_value, int(now * 1_000_000), dumps(start_time), _local_offset_seconds(),
+                  self.actor, self.event_maxlen, priority, len(approvals) // 2, *approvals, *encoded],
+        )
+        raise_for_code(code, jid, rest, new_status=status, expected=expected_value)
+        return bool(code == 1)
+
+    def refresh_meta(self, job: Job, meta_keys: list[str] | None, fl_ctx: FlCtx = None) -> None:
+        """Write the listed keys of ``job.meta`` that it has (an empty list: all of ``job.meta``)."""
+        if meta_keys:
+            meta = {k: job.meta[k] for k in meta_keys if k in job.meta}
+        else:
+            meta = dict(job.meta)
+        if meta:
+            self.update_meta(job.job_id, meta)
+
+    def set_results_uri(self, jid: str, result_uri: str, fl_ctx: FlCtx = None) -> Job | None:
+        """Record ``result_location`` and return the job."""
+        self.update_meta(jid, {"result_location": result_uri})
+        return self.get_job(jid)
+
+    def set_approval(
+        self, jid: str, reviewer_name: str, approved: bool, note: str, fl_ctx: FlCtx = None
+    ) -> dict[str, Any]:
+        """Record a reviewer's verdict (``approvals[reviewer] = [approved, note]``); return the meta.
+
+        Each reviewer is a separate field: concurrent approvals all land. Raises ``JobNotFound``.
+        """
+        check_job_id(jid)
+        if not isinstance(reviewer_name, str) or not reviewer_name:
+            raise InvalidMeta(jid, f"reviewer_name must be a non-empty str, got {reviewer_name!r}")
+        k = self.keys
+        value = encode_fields(jid, {reviewer_name: [approved, note]})[1]
+        code, *rest = self._s.approve(
+            keys=[k.job(jid), k.approvals(jid), k.events],
+            args=[jid, reviewer_name, value, self.actor, _now(), self.event_maxlen, "1" if approved else "0"],
+        )
+        raise_for_code(code, jid, rest)
+        return decode_meta(pairs_to_dict(rest[0]), pairs_to_dict(rest[1]))
+
+    # -- content and components ------------------------------------------------------------------
+
+    def get_content(self, meta: dict[str, Any], fl_ctx: FlCtx = None) -> bytes | None:
+        """The job's uploaded content, or None if the job or its content is missing."""
+        jid = meta.get("job_id") if isinstance(meta, dict) else None
+        if not jid:
+            raise RuntimeError("no Job ID in meta")
+        check_job_id(jid)
+        try:
+            return self.blobs.read(jid, "data")
+        except BlobNotFound:
+            return None
+
+    def get_app(self, job: Job, app_name: str, fl_ctx: FlCtx = None) -> bytes:
+        """One app folder of the job's content, zipped with paths relative to the app folder.
+
+        The content is unpacked into a private temporary folder after checking every entry
+        (no absolute paths, ``..``, symlinks, or more than ``max_unzipped`` bytes).
+
+        Raises:
+            InvalidJobId, InvalidComponent: a bad id or app name, before any Redis call.
+            ValueError: the archive, ``job_folder_name`` or app escapes the job folder.
+            FileNotFoundError: the job has no such app.
+        """
+        jid = check_job_id(job.job_id)
+        check_app_name(jid, app_name)
+        folder_name = job.meta.get("job_folder_name", "")
+        if not isinstance(folder_name, str):
+            raise ValueError(f"job {jid!r}: job_folder_name must be a str")
+        with tempfile.TemporaryDirectory(prefix="redisjobs-app-") as tmp:
+            root = os.path.join(tmp, "job")
+            os.mkdir(root)
+            archive = os.path.join(tmp, "content.zip")
+            if not self.blobs.download(jid, "data", archive):
+                raise BlobNotFound(jid, "data")
+            try:
+                with zipfile.ZipFile(archive) as zf:
+                    safe_extract(zf, root, self.max_unzipped)
+            except UnsafeArchive as e:
+                raise ValueError(f"job {jid!r}: unsafe content: {e}") from None
+            except zipfile.BadZipFile as e:
+                raise ValueError(f"job {jid!r}: content is not a zip file: {e}") from None
+            real_root = os.path.realpath(root)
+            job_folder = os.path.realpath(os.path.join(real_root, folder_name))
+            if os.path.commonpath([real_root, job_folder]) != real_root:
+                raise ValueError(f"job {jid!r}: job folder for app {app_name!r} escapes the job data folder")
+            app_dir = os.path.realpath(os.path.join(job_folder, app_name))
+            if os.path.commonpath([job_folder, app_dir]) != job_folder or app_dir == job_folder:
+                raise ValueError(f"job {jid!r}: app {app_name!r} escapes the job folder")
+            if not os.path.isdir(app_dir):
+                raise FileNotFoundError(f"job {jid!r} has no app {app_name!r} in {folder_name or 'its content'}")
+            out = os.path.join(tmp, "app.zip")
+            with open(out, "wb") as f:
+                zip_folder(app_dir, f)
+            with open(out, "rb") as f:
+                return f.read()
+
+    def _put_component(self, jid: str, component: str, data: BlobSource) -> str:
+        manifest, writer = self.blobs.stage(jid, component, data)
+        try:
+            code, *rest = self._s.commit_blob(
+                keys=[self.keys.job(jid), self.keys.blobs(jid)], args=[component, dumps(manifest)]
+            )
+        except BaseException:
+            self.blobs.unlink(writer.chunk_keys())
+            raise
+        if code == E_NOT_FOUND:
+            self.blobs.unlink(writer.chunk_keys())
+        raise_for_code(code, jid, [])
+        self.blobs.unlink_manifest(jid, component, rest[0] or None)
+        if isinstance(data, str | os.PathLike):
+            _consume(data)
+        return f"redisjobs://{self.namespace}/{jid}/{component}"
+
+    def save_workspace(self, jid: str, data: BlobSource, fl_ctx: FlCtx = None) -> str:
+        """Store the job's ``workspace``: bytes, a file path (consumed), or a list of paths (zipped
+        uncompressed: a file by its base name, a folder's contents at the root; sources kept).
+        Safe to retry: each call commits a whole new version. Returns the component's location."""
+        check_job_id(jid)
+        return self._put_component(jid, "workspace", data)
+
+    def set_client_data(
+        self, jid: str, data: BlobSource, client_name: str, data_type: str, fl_ctx: FlCtx = None
+    ) -> str:
+        """Store a client's data (``data_type`` is ERRORLOG or ``LOG_<file>``) as ``<data_type>_<client>``."""
+        check_job_id(jid)
+        component = check_component(jid, f"{data_type}_{client_name}")
+        return self._put_component(jid, component, data)
+
+    def get_client_data(self, jid: str, client_name: str, data_type: str, fl_ctx: FlCtx = None) -> bytes | None:
+        """A client's data, or None when the job, the component or a valid name is missing."""
+        check_job_id(jid)
+        component = f"{data_type}_{client_name}"
+        if not is_valid_component(component):
+            return None
+        try:
+            return self.blobs.read(jid, component)
+        except BlobNotFound:
+            return None
+
+    def list_components(self, jid: str, fl_ctx: FlCtx = None) -> list[str]:
+        """Names of the job's stored components (``meta``, ``data``, ...); [] if there is no job."""
+        check_job_id(jid)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.exists(self.keys.job(jid))
+        pipe.hkeys(self.keys.blobs(jid))
+        exists, names = pipe.execute()
+        if not exists:
+            return []
+        return ["meta", *sorted(n.decode() for n in names)]
+
+    def get_storage_component(self, jid: str, component: str, fl_ctx: FlCtx = None) -> bytes:
+        """A component's bytes (``meta`` as JSON).
+
+        Raises ``InvalidComponent``, ``JobNotFound`` or ``BlobNotFound`` (no such component yet).
+        """
+        check_job_id(jid)
+        check_component(jid, component)
+        if component == "meta":
+            return orjson.dumps(self.get_meta(jid))
+        try:
+            return self.blobs.read(jid, component)
+        except BlobNotFound:
+            if not self.client.exists(self.keys.job(jid)):
+                raise JobNotFound(jid) from None
+            raise
+
+    def get_storage_for_download(
+        self, jid: str, download_dir: str, component: str, download_file: str, fl_ctx: FlCtx = None
+    ) -> None:
+        """Write a component to ``download_dir/jid/download_file``, streamed through a temporary file
+        renamed into place. A missing component leaves no file; a missing job raises ``JobNotFound``."""
+        check_job_id(jid)
+        check_component(jid, component)
+        if not isinstance(download_file, str) or os.path.basename(download_file) != download_file or \
+                download_file in ("", ".", ".."):
+            raise InvalidComponent(jid, download_file, "download_file must be a plain file name")
+        if not self.client.exists(self.keys.job(jid)):
+            raise JobNotFound(jid)
+        folder = os.path.join(download_dir, jid)
+        os.makedirs(folder, exist_ok=True)
+        dest = os.path.join(folder, download_file)
+        if os.path.lexists(dest):
+            os.remove(dest)
+        if component == "meta":
+            _write_atomically(dest, orjson.dumps(self.get_meta(jid), option=orjson.OPT_INDENT_2))
+        else:
+            self.blobs.download(jid, component, dest)
+
+    # -- submit-token records --------------------------------------------------------------------
+
+    new_submit_record = staticmethod(_records.new_submit_record)
+
+    def get_job_content_hash(self, uploaded_content: str | bytes) -> str:
+        return _records.job_content_hash(uploaded_content)
+
+    def _save_record(self, record: dict[str, Any], mode: str) -> int:
+        if not isinstance(record, dict):
+            raise InvalidMeta(None, f"a submit record must be a dict, got {type(record).__name__}")
+        suffix = _records.suffix_of_record(record)
+        job_id = str(record.get("job_id") or "")
+        code, *_ = self._s.save_record(
+            keys=[self.keys.record(suffix), self.keys.record_index(_records.canonical_json_hash(job_id))],
+            args=[mode, suffix, *encode_fields(job_id, record)],
+        )
+        return int(code)
+
+    def create_submit_record(self, record: dict[str, Any], fl_ctx: FlCtx = None) -> bool:
+        """Store a record unless one with its scope exists (atomic across processes): True if stored."""
+        return self._save_record(record, "create") != E_EXISTS
+
+    def update_submit_record(self, record: dict[str, Any], fl_ctx: FlCtx = None) -> dict[str, Any]:
+        """Replace an existing record; raises ``RecordNotFound`` if there is none."""
+        if self._save_record(record, "replace") == E_NOT_FOUND:
+            raise RecordNotFound(_records.suffix_of_record(record))
+        return record
+
+    def get_submit_record(self, study: str, submitter: Any, submit_token: str,
+                          fl_ctx: FlCtx = None) -> dict[str, Any] | None:
+        fields = self.client.hgetall(self.keys.record(_records.scope_suffix(study, submitter, submit_token)))
+        return {k.decode(): orjson.loads(v) for k, v in fields.items()} if fields else None
+
+    def get_job_by_submit_token(self, study: str, submitter: Any, submit_token: str,
+                                fl_ctx: FlCtx = None) -> Job | None:
+        record = self.get_submit_record(study, submitter, submit_token)
+        jid = record.get("job_id") if record else None
+        return self.get_job(jid) if jid else None
+
+    def mark_submit_records_job_deleted(self, job_id: str, deleted_by: Any,
+                                        fl_ctx: FlCtx = None) -> list[dict[str, Any]]:
+        """Mark the job's records ``job_deleted`` (with UTC ``deleted_time`` and ``deleted_by``);
+        return the records marked now."""
+        index = self.keys.record_index(_records.canonical_json_hash(job_id or ""))
+        args = [
+            dumps(job_id),
+            dumps(SubmitRecordState.JOB_DELETED.value),
+            dumps(datetime.datetime.now(datetime.timezone.utc).isoformat()),
+            dumps(_records.submitter_to_dict(deleted_by)),
+        ]
+        marked = []
+        for suffix in sorted(m.decode() for m in self.client.smembers(index)):
+            code, *rest = self._s.mark_record_deleted(keys=[self.keys.record(suffix)], args=args)
+            if code == 1:
+                marked.append({k.decode(): orjson.loads(v) for k, v in pairs_to_dict(rest[0]).items()})
+        return marked
+
+    # -- checks ----------------------------------------------------------------------------------
+
+    def check_invariants(self) -> list[str]:
+        """Check the indexes against the jobs; return the violations found (empty when sound).
+
+        Each job is in exactly one status set, the one its hash says; the queue holds exactly the
+        SUBMITTED jobs; no index names a job that does not exist. Reads everything: for tests and
+        operators, not for hot paths.
+        """
+        k = self.keys
+        problems: list[str] = []
+        members: dict[str, set[str]] = {}
+        for status, key in zip(STATUSES, k.status_sets, strict=True):
+            members[status] = {m.decode() for m in self.client.sscan_iter(key, count=1000)}
+        queue = {m.decode() for m in self.client.zrange(k.queue, 0, -1)}
+        all_ids = {m.decode() for m in self.client.zrange(k.jobs, 0, -1)}
+        indexed = set().union(*members.values()) | queue | all_ids
+        ids = sorted(indexed)
+        pipe = self.client.pipeline(transaction=False)
+        for jid in ids:
+            pipe.hget(k.job(jid), "status")
+        stored = dict(zip(ids, pipe.execute(), strict=True))
+        for jid in ids:
+            raw = stored[jid]
+            if raw is None:
+                problems.append(f"job {jid!r} is indexed but does not exist")
+                continue
+            status = orjson.loads(raw)
+            if jid not in all_ids:
+                problems.append(f"job {jid!r} is missing from the jobs index")
+            sets = [s for s, m in members.items() if jid in m]
+            if sets != [status]:
+                problems.append(f"job {jid!r} has status {status} but is in status sets {sets}")
+            if (jid in queue) != (status == RunStatus.SUBMITTED.value):
+                problems.append(f"job {jid!r} with status {status} is {'' if jid in queue else 'not '}queued")
+        for key in self.client.scan_iter(match=k.prefix + "job:*", count=1000):
+            jid = key.decode()[len(k.prefix) + 4 :]
+            if jid not in all_ids:
+                problems.append(f"job {jid!r} exists but is in no index")
+        return problems
+
+
+def _approval_pairs(jid: str, approvals: Any) -> list[bytes | str]:
+    if approvals is None:
+        return []
+    if not isinstance(approvals, dict):
+        raise InvalidMeta(jid, f"approvals must be a dict of reviewer -> [approved, note], got {approvals!r}")
+    return encode_fields(jid, approvals)
+
+
+def _by_submit_time(jobs: list[Job]) -> list[Job]:
+    def key(job: Job) -> float:
+        value = job.meta.get("submit_time")
+        return float(value) if isinstance(value, int | float) else 0.0
+
+    return sorted(jobs, key=key)
+
+
+def _consume(path: str | os.PathLike[str]) -> None:
+    """NVFlare moves an uploaded file into its store: once stored here, the file is removed."""
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def _write_atomically(dest: str, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".redisjobs-", dir=os.path.dirname(os.path.abspath(dest)))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, dest)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+__all__ = ["RedisJobDefManager"]
