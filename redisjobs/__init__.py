@@ -48,6 +48,6 @@ __all__ = [
     "StatusConflict",
     "SubmitRecordKey",
     "SubmitRecordState",
-    "check_job_id",
     "__version__",
+    "check_job_id",
 ]

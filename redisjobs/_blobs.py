@@ -186,8 +186,12 @@ class BlobStore:
                 size += len(piece)
                 yield piece
         if self.verify and (size != manifest["size"] or sha.hexdigest() != manifest["sha256"]):
-            raise BlobCorrupt(jid, component, f"read {size} bytes with sha256 {sha.hexdigest()}, "
-                              f"manifest says {manifest['size']} bytes, {manifest['sha256']}")
+            raise BlobCorrupt(
+                jid,
+                component,
+                f"read {size} bytes with sha256 {sha.hexdigest()}, "
+                f"manifest says {manifest['size']} bytes, {manifest['sha256']}",
+            )
 
     def iter_chunks(self, jid: str, component: str) -> Iterator[bytes]:
         """Yield the blob's chunks. If it is replaced before the first chunk arrives, the new value

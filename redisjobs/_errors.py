@@ -58,7 +58,9 @@ class InvalidComponent(RedisJobsError, ValueError):
     def __init__(self, jid: object, component: object, why: str = "") -> None:
         self.jid = jid
         self.component = component
-        reason = why or "valid components are data, meta, workspace, and names starting with ERRORLOG_ or LOG_"
+        reason = (
+            why or "valid components are data, meta, workspace, and names starting with ERRORLOG_ or LOG_"
+        )
         super().__init__(f"invalid component {component!r} for job {jid!r}: {reason}")
 
 
@@ -110,7 +112,9 @@ E_TRANSITION = -3
 E_CONFLICT = -4
 
 
-def raise_for_code(code: int, jid: str, detail: list[bytes], new_status: str = "", expected: str = "") -> None:
+def raise_for_code(
+    code: int, jid: str, detail: list[bytes], new_status: str = "", expected: str = ""
+) -> None:
     """Raise the exception a script's failure code stands for; return on success codes."""
     if code >= 0:
         return

@@ -22,7 +22,7 @@ _INCLUDE = re.compile(r'^-- @include "([a-z_]+)"$', re.MULTILINE)
 
 
 def _read(relative: str) -> str:
-    return resources.files("redisjobs").joinpath("lua", relative).read_text(encoding="utf-8")
+    return resources.files("redisjobs").joinpath("lua").joinpath(relative).read_text(encoding="utf-8")
 
 
 def _placeholders() -> dict[str, str]:
@@ -63,6 +63,11 @@ class Scripts:
         for file_name in script_files():
             name = file_name.rsplit("-", 1)[0]
             self.by_name[name] = client.register_script(source(file_name))
+        # Load them all in one round trip now, rather than one NOSCRIPT miss per script later.
+        pipe = client.pipeline(transaction=False)
+        for script in self.by_name.values():
+            pipe.script_load(script.script)
+        pipe.execute()
         self.create = self.by_name["create"]
         self.update = self.by_name["update"]
         self.approve = self.by_name["approve"]

@@ -7,6 +7,7 @@ pipelined round trip; listings read indexes in bounded batches instead of scanni
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
@@ -193,7 +194,9 @@ class RedisJobDefManager:
 
     # -- creating --------------------------------------------------------------------------------
 
-    def create(self, meta: dict[str, Any], uploaded_content: BlobSource, fl_ctx: FlCtx = None) -> dict[str, Any]:
+    def create(
+        self, meta: dict[str, Any], uploaded_content: BlobSource, fl_ctx: FlCtx = None
+    ) -> dict[str, Any]:
         """Store a new job: its meta and its content (bytes, or a file path that is consumed).
 
         Sets ``job_id`` (a new uuid4 unless given), ``submit_time``, ``submit_time_iso``,
@@ -260,10 +263,29 @@ class RedisJobDefManager:
         k = self.keys
         try:
             code, *rest = self._s.create(
-                keys=[k.job(jid), k.blobs(jid), k.approvals(jid), k.jobs, k.queue, k.seq, k.events,
-                      k.status(RunStatus.SUBMITTED.value)],
-                args=[jid, priority, self.actor, _now(), self.event_maxlen, 1, len(approvals) // 2,
-                      "data", dumps(manifest), *approvals, *encoded],
+                keys=[
+                    k.job(jid),
+                    k.blobs(jid),
+                    k.approvals(jid),
+                    k.jobs,
+                    k.queue,
+                    k.seq,
+                    k.events,
+                    k.status(RunStatus.SUBMITTED.value),
+                ],
+                args=[
+                    jid,
+                    priority,
+                    self.actor,
+                    _now(),
+                    self.event_maxlen,
+                    1,
+                    len(approvals) // 2,
+                    "data",
+                    dumps(manifest),
+                    *approvals,
+                    *encoded,
+                ],
             )
         except BaseException:
             self.blobs.unlink(writer.chunk_keys())
@@ -326,8 +348,9 @@ class RedisJobDefManager:
         jobs created meanwhile appear at the end)."""
         low: float | str = "-inf"
         while True:
-            batch = self.client.zrangebyscore(self.keys.jobs, low, "+inf", start=0, num=self.batch_size,
-                                              withscores=True)
+            batch = self.client.zrangebyscore(
+                self.keys.jobs, low, "+inf", start=0, num=self.batch_size, withscores=True
+            )
             if not batch:
                 return
             for member, _score in batch:
@@ -362,7 +385,9 @@ class RedisJobDefManager:
         out: list[Job] = []
         start = 0
         while True:
-            ids = [m.decode() for m in self.client.zrange(self.keys.queue, start, start + self.batch_size - 1)]
+            ids = [
+                m.decode() for m in self.client.zrange(self.keys.queue, start, start + self.batch_size - 1)
+            ]
             out += self._fetch(ids)
             if len(ids) < self.batch_size:
                 return out
@@ -394,7 +419,12 @@ class RedisJobDefManager:
     # -- changing jobs ---------------------------------------------------------------------------
 
     def set_status(
-        self, jid: str, status: str | RunStatus, fl_ctx: FlCtx = None, *, expected: str | RunStatus | None = None
+        self,
+        jid: str,
+        status: str | RunStatus,
+        fl_ctx: FlCtx = None,
+        *,
+        expected: str | RunStatus | None = None,
     ) -> bool:
         """Move a job to ``status``, checked against the transition table, atomically.
 
@@ -412,8 +442,9 @@ class RedisJobDefManager:
         check_job_id(jid)
         return self._update(jid, {}, check_status(jid, status), expected)
 
-    def update_meta(self, jid: str, meta: dict[str, Any], fl_ctx: FlCtx = None, *,
-                    expected: str | RunStatus | None = None) -> bool:
+    def update_meta(
+        self, jid: str, meta: dict[str, Any], fl_ctx: FlCtx = None, *, expected: str | RunStatus | None = None
+    ) -> bool:
         """Merge ``meta`` into the job's (top-level keys replaced whole), writing only those fields.
 
         A ``status`` key goes through the same checks as ``set_status``; ``approvals`` are merged per
@@ -440,18 +471,27 @@ class RedisJobDefManager:
         k = self.keys
         code, *rest = self._s.update(
             keys=[k.job(jid), k.approvals(jid), k.jobs, k.queue, k.events, *k.status_sets],
-            args=[jid, status, expected_value, int(now * 1_000_000), dumps(start_time), _local_offset_seconds(),
-                  self.actor, self.event_maxlen, priority, len(approvals) // 2, *approvals, *encoded],
+            args=[
+                jid,
+                status,
+                expected_value,
+                int(now * 1_000_000),
+                dumps(start_time),
+                _local_offset_seconds(),
+                self.actor,
+                self.event_maxlen,
+                priority,
+                len(approvals) // 2,
+                *approvals,
+                *encoded,
+            ],
         )
         raise_for_code(code, jid, rest, new_status=status, expected=expected_value)
         return bool(code == 1)
 
     def refresh_meta(self, job: Job, meta_keys: list[str] | None, fl_ctx: FlCtx = None) -> None:
         """Write the listed keys of ``job.meta`` that it has (an empty list: all of ``job.meta``)."""
-        if meta_keys:
-            meta = {k: job.meta[k] for k in meta_keys if k in job.meta}
-        else:
-            meta = dict(job.meta)
+        meta = {k: job.meta[k] for k in meta_keys if k in job.meta} if meta_keys else dict(job.meta)
         if meta:
             self.update_meta(job.job_id, meta)
 
@@ -529,7 +569,9 @@ class RedisJobDefManager:
             if os.path.commonpath([job_folder, app_dir]) != job_folder or app_dir == job_folder:
                 raise ValueError(f"job {jid!r}: app {app_name!r} escapes the job folder")
             if not os.path.isdir(app_dir):
-                raise FileNotFoundError(f"job {jid!r} has no app {app_name!r} in {folder_name or 'its content'}")
+                raise FileNotFoundError(
+                    f"job {jid!r} has no app {app_name!r} in {folder_name or 'its content'}"
+                )
             out = os.path.join(tmp, "app.zip")
             with open(out, "wb") as f:
                 zip_folder(app_dir, f)
@@ -568,7 +610,9 @@ class RedisJobDefManager:
         component = check_component(jid, f"{data_type}_{client_name}")
         return self._put_component(jid, component, data)
 
-    def get_client_data(self, jid: str, client_name: str, data_type: str, fl_ctx: FlCtx = None) -> bytes | None:
+    def get_client_data(
+        self, jid: str, client_name: str, data_type: str, fl_ctx: FlCtx = None
+    ) -> bytes | None:
         """A client's data, or None when the job, the component or a valid name is missing."""
         check_job_id(jid)
         component = f"{data_type}_{client_name}"
@@ -613,8 +657,11 @@ class RedisJobDefManager:
         renamed into place. A missing component leaves no file; a missing job raises ``JobNotFound``."""
         check_job_id(jid)
         check_component(jid, component)
-        if not isinstance(download_file, str) or os.path.basename(download_file) != download_file or \
-                download_file in ("", ".", ".."):
+        if (
+            not isinstance(download_file, str)
+            or os.path.basename(download_file) != download_file
+            or download_file in ("", ".", "..")
+        ):
             raise InvalidComponent(jid, download_file, "download_file must be a plain file name")
         if not self.client.exists(self.keys.job(jid)):
             raise JobNotFound(jid)
@@ -656,19 +703,22 @@ class RedisJobDefManager:
             raise RecordNotFound(_records.suffix_of_record(record))
         return record
 
-    def get_submit_record(self, study: str, submitter: Any, submit_token: str,
-                          fl_ctx: FlCtx = None) -> dict[str, Any] | None:
+    def get_submit_record(
+        self, study: str, submitter: Any, submit_token: str, fl_ctx: FlCtx = None
+    ) -> dict[str, Any] | None:
         fields = self.client.hgetall(self.keys.record(_records.scope_suffix(study, submitter, submit_token)))
         return {k.decode(): orjson.loads(v) for k, v in fields.items()} if fields else None
 
-    def get_job_by_submit_token(self, study: str, submitter: Any, submit_token: str,
-                                fl_ctx: FlCtx = None) -> Job | None:
+    def get_job_by_submit_token(
+        self, study: str, submitter: Any, submit_token: str, fl_ctx: FlCtx = None
+    ) -> Job | None:
         record = self.get_submit_record(study, submitter, submit_token)
         jid = record.get("job_id") if record else None
         return self.get_job(jid) if jid else None
 
-    def mark_submit_records_job_deleted(self, job_id: str, deleted_by: Any,
-                                        fl_ctx: FlCtx = None) -> list[dict[str, Any]]:
+    def mark_submit_records_job_deleted(
+        self, job_id: str, deleted_by: Any, fl_ctx: FlCtx = None
+    ) -> list[dict[str, Any]]:
         """Mark the job's records ``job_deleted`` (with UTC ``deleted_time`` and ``deleted_by``);
         return the records marked now."""
         index = self.keys.record_index(_records.canonical_json_hash(job_id or ""))
@@ -724,7 +774,27 @@ class RedisJobDefManager:
             jid = key.decode()[len(k.prefix) + 4 :]
             if jid not in all_ids:
                 problems.append(f"job {jid!r} exists but is in no index")
+        problems += self._orphan_chunks()
         return problems
+
+    def _orphan_chunks(self) -> list[str]:
+        """Chunk keys that no manifest references (quiescent stores only: an upload in progress
+        has chunks without a manifest until it commits)."""
+        referenced: dict[str, set[str]] = {}
+        found = []
+        for key in self.client.scan_iter(match=f"rj:{{{self.namespace}/*}}:chunk:*", count=1000):
+            name = key.decode()
+            jid = name[len(f"rj:{{{self.namespace}/") : name.index("}:chunk:")]
+            if jid not in referenced:
+                manifests = self.client.hgetall(self.keys.blobs(jid))
+                referenced[jid] = {
+                    ck
+                    for comp, raw in manifests.items()
+                    for ck in chunk_keys(self.keys, jid, comp.decode(), orjson.loads(raw))
+                }
+            if name not in referenced[jid]:
+                found.append(f"chunk {name!r} is referenced by no manifest")
+        return found
 
 
 def _approval_pairs(jid: str, approvals: Any) -> list[bytes | str]:
@@ -745,10 +815,8 @@ def _by_submit_time(jobs: list[Job]) -> list[Job]:
 
 def _consume(path: str | os.PathLike[str]) -> None:
     """NVFlare moves an uploaded file into its store: once stored here, the file is removed."""
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.remove(path)
-    except FileNotFoundError:
-        pass
 
 
 def _write_atomically(dest: str, data: bytes) -> None:
