@@ -5,7 +5,7 @@ that several server processes can share one job store safely and scheduling read
 however many jobs have accumulated.
 """
 
-from ._blobs import DEFAULT_CHUNK_SIZE
+from ._blobs import DEFAULT_CHUNK_SIZE, GcReport
 from ._codec import check_job_id
 from ._errors import (
     BlobCorrupt,
@@ -20,6 +20,7 @@ from ._errors import (
     RecordNotFound,
     RedisJobsError,
     StatusConflict,
+    UploadExpired,
 )
 from ._lifecycle import TRANSITIONS
 from ._types import Job, JobMetaKey, RunStatus, SubmitRecordKey, SubmitRecordState
@@ -32,6 +33,7 @@ __all__ = [
     "TRANSITIONS",
     "BlobCorrupt",
     "BlobNotFound",
+    "GcReport",
     "InvalidComponent",
     "InvalidJobId",
     "InvalidMeta",
@@ -48,6 +50,7 @@ __all__ = [
     "StatusConflict",
     "SubmitRecordKey",
     "SubmitRecordState",
+    "UploadExpired",
     "__version__",
     "check_job_id",
 ]

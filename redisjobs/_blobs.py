@@ -1,8 +1,12 @@
 """Blobs: job content, workspaces and client logs, stored as chunks behind a manifest.
 
-A write streams its bytes into chunk keys of a fresh random version (never touching the current
-one), pipelining a few chunks at a time, so memory stays bounded by a few chunks whatever the blob's
-size; then one script swaps the component's manifest, and the old version's chunks are unlinked.
+A write first registers itself in the ``uploads`` zset, then streams its bytes into chunk keys of a
+fresh random version (never touching the current one), pipelining a few chunks at a time, so memory
+stays bounded by a few chunks whatever the blob's size; then one script swaps the component's
+manifest and drops the registration, and the old version's chunks are unlinked. A writer that dies
+leaves only unreferenced chunks: ``gc`` removes them once the registration is older than its grace
+period (or at once, when there is no registration: deleted jobs, replaced versions). A commit whose
+registration gc already collected fails with ``UploadExpired`` rather than point at freed chunks.
 A reader that finds a chunk gone (the value was replaced under it) re-reads the manifest and starts
 again, so it gets the old or the new value whole. The manifest keeps size and sha256, checked on
 read unless ``verify`` is off.
@@ -11,10 +15,14 @@ read unless ``verify`` is off.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import random
 import secrets
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -27,8 +35,10 @@ from ._keys import Keys
 DEFAULT_CHUNK_SIZE = (1 << 20) - 64
 #: Chunks sent per pipeline round trip while writing, and fetched per MGET while reading.
 CHUNKS_PER_BATCH = 4
-#: How often a reader restarts after the value was replaced under it before giving up.
-READ_ATTEMPTS = 5
+#: How often a reader restarts after the value was replaced under it before giving up; between
+#: attempts it backs off (jittered, doubling from 1 ms up to 100 ms) so a writer that replaces
+#: the value again and again cannot starve it.
+READ_ATTEMPTS = 20
 
 #: What a blob can be written from: bytes, a file path, a list of paths (zipped), or an iterator of
 #: byte strings (another blob being copied).
@@ -39,6 +49,13 @@ class _Replaced(Exception):
     """A chunk vanished mid-read: the blob was replaced or deleted."""
 
 
+def _attempts() -> Iterator[int]:
+    for attempt in range(READ_ATTEMPTS):
+        if attempt:
+            time.sleep(random.uniform(0.5, 1.0) * min(0.1, 0.001 * 2**attempt))
+        yield attempt
+
+
 class ChunkWriter:
     """A write-only binary stream that stores what it is given as chunks of one blob version."""
 
@@ -46,6 +63,9 @@ class ChunkWriter:
         self._client, self._keys = client, keys
         self.jid, self.component, self.chunk_size = jid, component, chunk_size
         self.version = secrets.token_hex(8)
+        #: This upload's member in the uploads zset; sent with the first batch of chunks.
+        self.registration = orjson.dumps([jid, component, self.version])
+        self._registered = False
         self._buf = bytearray()
         self._pending: list[bytes] = []
         self._sha = hashlib.sha256()
@@ -79,9 +99,12 @@ class ChunkWriter:
         return n
 
     def _send(self) -> None:
-        if not self._pending:
+        if not self._pending and self._registered:
             return
         pipe = self._client.pipeline(transaction=False)
+        if not self._registered:
+            pipe.zadd(self._keys.uploads, {self.registration: time.time()})
+            self._registered = True
         for piece in self._pending:
             pipe.set(self._keys.chunk(self.jid, self.component, self.version, self.chunks), piece)
             self.chunks += 1
@@ -124,7 +147,8 @@ class BlobStore:
     # -- writing ---------------------------------------------------------------------------------
 
     def stage(self, jid: str, component: str, source: BlobSource) -> tuple[dict[str, Any], ChunkWriter]:
-        """Write ``source`` as a new, not yet visible version; return its manifest and writer.
+        """Write ``source`` as a new, registered, not yet visible version; return its manifest and
+        writer. The caller commits it (a script that swaps the manifest) or calls ``abort``.
 
         On failure the chunks written so far are removed and the error re-raised.
         """
@@ -133,8 +157,13 @@ class BlobStore:
             self._pour(source, writer)
             return writer.finish(), writer
         except BaseException:
-            self.unlink(writer.chunk_keys())
+            self.abort(writer)
             raise
+
+    def abort(self, writer: ChunkWriter) -> None:
+        """Remove an uncommitted upload: its chunks and its registration."""
+        self.unlink(writer.chunk_keys())
+        self._client.zrem(self._keys.uploads, writer.registration)
 
     def _pour(self, source: BlobSource, writer: ChunkWriter) -> None:
         if isinstance(source, bytes | bytearray | memoryview):
@@ -196,7 +225,7 @@ class BlobStore:
     def iter_chunks(self, jid: str, component: str) -> Iterator[bytes]:
         """Yield the blob's chunks. If it is replaced before the first chunk arrives, the new value
         is read instead; if it is replaced later, ``BlobCorrupt`` is raised (no mix is ever given)."""
-        for _ in range(READ_ATTEMPTS):
+        for _ in _attempts():
             manifest = self.manifest(jid, component)
             if manifest is None:
                 raise BlobNotFound(jid, component)
@@ -212,7 +241,7 @@ class BlobStore:
         raise BlobCorrupt(jid, component, f"replaced {READ_ATTEMPTS} times while reading")
 
     def read(self, jid: str, component: str) -> bytes:
-        for _ in range(READ_ATTEMPTS):
+        for _ in _attempts():
             manifest = self.manifest(jid, component)
             if manifest is None:
                 raise BlobNotFound(jid, component)
@@ -228,7 +257,7 @@ class BlobStore:
         Returns False (writing nothing) when there is no such component.
         """
         folder = os.path.dirname(os.path.abspath(dest))
-        for _ in range(READ_ATTEMPTS):
+        for _ in _attempts():
             manifest = self.manifest(jid, component)
             if manifest is None:
                 return False
@@ -246,3 +275,117 @@ class BlobStore:
                 os.unlink(tmp)
                 raise
         raise BlobCorrupt(jid, component, f"replaced {READ_ATTEMPTS} times while reading")
+
+
+class BlobReader(io.RawIOBase):
+    """A read-only binary stream over one blob, fetched chunk by chunk (see ``iter_chunks``)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self._buf = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._buf:
+            piece = next(self._chunks, None)
+            if piece is None:
+                return 0
+            self._buf = memoryview(piece)
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
+@dataclass
+class GcReport:
+    """What ``gc`` freed."""
+
+    #: uploads older than the grace period whose writer never committed (crashed or hung)
+    abandoned_uploads: int = 0
+    #: chunk keys removed: of abandoned uploads, deleted jobs, replaced versions, other orphans
+    chunks_freed: int = 0
+    #: chunk keys looked at by the orphan sweep
+    chunks_scanned: int = 0
+
+
+def collect_garbage(client: Any, keys: Keys, grace: float, batch: int = 500) -> GcReport:
+    """Free what no manifest references: abandoned uploads first, then an orphan sweep.
+
+    Works in bounded batches (ZRANGE / SCAN / UNLINK of at most ``batch`` keys at a time).
+    Uploads registered less than ``grace`` seconds ago are in progress and left alone.
+    """
+    report = GcReport()
+    cutoff = time.time() - grace
+    while True:
+        stale = client.zrangebyscore(keys.uploads, "-inf", cutoff, start=0, num=batch)
+        if not stale:
+            break
+        for member in stale:
+            # Drop the registration first: a late commit then fails instead of using freed chunks.
+            if client.zrem(keys.uploads, member):
+                report.abandoned_uploads += 1
+            jid, component, version = orjson.loads(member)
+            report.chunks_freed += _unlink_version(client, keys, jid, component, version, batch)
+        if len(stale) < batch:
+            break
+
+    candidates: list[str] = []
+    for raw in client.scan_iter(match=keys.chunk_pattern(), count=batch):
+        report.chunks_scanned += 1
+        candidates.append(raw.decode())
+        if len(candidates) >= batch:
+            report.chunks_freed += _sweep(client, keys, candidates)
+            candidates = []
+    report.chunks_freed += _sweep(client, keys, candidates)
+    return report
+
+
+def _unlink_version(client: Any, keys: Keys, jid: str, component: str, version: str, batch: int) -> int:
+    """Unlink chunks 0, 1, ... of a version until a whole batch is already gone (chunks are
+    written in order, so a version's chunks are a prefix of the indexes)."""
+    freed, start = 0, 0
+    while True:
+        names = [keys.chunk(jid, component, version, i) for i in range(start, start + batch)]
+        n = int(client.unlink(*names))
+        freed += n
+        if n == 0:
+            return freed
+        start += batch
+
+
+def _sweep(client: Any, keys: Keys, names: list[str]) -> int:
+    """Unlink the chunks among ``names`` that no manifest references and no live upload owns.
+
+    Registrations and manifests are read after the chunks were seen: an upload registers before
+    it writes its first chunk, and commits only while registered, so a chunk that is neither
+    registered nor referenced now can never become referenced later.
+    """
+    if not names:
+        return 0
+    parsed = [keys.parse_chunk(n) for n in names]
+    jids = sorted({p[0] for p in parsed})
+    pipe = client.pipeline(transaction=False)
+    pipe.zrange(keys.uploads, 0, -1)
+    for jid in jids:
+        pipe.hgetall(keys.blobs(jid))
+    uploads, *manifests = pipe.execute()
+    live = {tuple(orjson.loads(m)) for m in uploads}
+    referenced: set[tuple[str, str, str, int]] = set()
+    for jid, fields in zip(jids, manifests, strict=True):
+        for comp, raw in fields.items():
+            m = orjson.loads(raw)
+            referenced.update((jid, comp.decode(), m["v"], i) for i in range(int(m["chunks"])))
+    doomed: dict[str, list[str]] = {}
+    for name, p in zip(names, parsed, strict=True):
+        if p not in referenced and p[:3] not in live:
+            doomed.setdefault(p[0], []).append(name)
+    if not doomed:
+        return 0
+    pipe = client.pipeline(transaction=False)
+    for group in doomed.values():  # one UNLINK per job: a job's chunks share one hash slot
+        pipe.unlink(*group)
+    return sum(int(n) for n in pipe.execute())

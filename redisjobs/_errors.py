@@ -14,6 +14,7 @@ the exception subclasses it too, so ``except LookupError`` or ``except ValueErro
     ├── StatusConflict                     compare-and-set: the job's status was not the expected one
     ├── BlobNotFound       (LookupError)   a component the job does not have
     ├── RecordNotFound     (LookupError)   update of a submit-token record that does not exist
+    ├── UploadExpired                      an upload outlived gc()'s grace period and was collected
     └── BlobCorrupt                        stored bytes do not match their manifest (size or sha256)
 
 Scripts report failures as small negative integers; ``raise_for_code`` is the one place that
@@ -97,6 +98,15 @@ class RecordNotFound(RedisJobsError, LookupError):
         super().__init__(f"no submit record with scope {scope}: create it first (create_submit_record)")
 
 
+class UploadExpired(RedisJobsError):
+    def __init__(self, jid: str) -> None:
+        self.jid = jid
+        super().__init__(
+            f"upload for job {jid!r} outlived gc()'s grace period and was collected: nothing was stored; "
+            "retry, or give gc() a longer grace"
+        )
+
+
 class BlobCorrupt(RedisJobsError):
     def __init__(self, jid: str, component: str, why: str) -> None:
         self.jid, self.component = jid, component
@@ -110,6 +120,7 @@ E_NOT_FOUND = -1
 E_EXISTS = -2
 E_TRANSITION = -3
 E_CONFLICT = -4
+E_UPLOAD_EXPIRED = -5
 
 
 def raise_for_code(
@@ -131,4 +142,6 @@ def _raise(code: int, jid: str, current: str, new_status: str, expected: str) ->
         raise InvalidTransition(jid, current, new_status)
     if code == E_CONFLICT:
         raise StatusConflict(jid, expected, current)
+    if code == E_UPLOAD_EXPIRED:
+        raise UploadExpired(jid)
     raise RedisJobsError(f"job {jid!r}: unexpected script result code {code}")

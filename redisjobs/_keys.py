@@ -15,6 +15,7 @@ key                                    type        holds
 ``queue``                              zset        SUBMITTED ids: -priority * 2^32 + sequence
 ``seq``                                string      the submit sequence counter
 ``events``                             stream      one entry per create, transition, approval, delete
+``uploads``                            zset        blob uploads in progress: orjson [jid, comp, ver] by start
 ``rec:<study>:<submitter>:<token>``    hash        a submit-token record (sha256 parts)
 ``recjob:<jid>``                       set         record key suffixes of a job id
 ``{ns/jid}:chunk:<comp>:<ver>:<i>``    string      blob bytes
@@ -39,6 +40,7 @@ class Keys:
         self.queue = p + "queue"
         self.seq = p + "seq"
         self.events = p + "events"
+        self.uploads = p + "uploads"
         self.status_sets: tuple[str, ...] = tuple(p + "status:" + s for s in STATUSES)
         self._status_set = dict(zip(STATUSES, self.status_sets, strict=True))
 
@@ -54,8 +56,16 @@ class Keys:
     def status(self, status: str) -> str:
         return self._status_set[status]
 
-    def chunk_prefix(self, jid: str) -> str:
-        return f"rj:{{{self.namespace}/{jid}}}:chunk:"
+    def chunk_pattern(self) -> str:
+        """SCAN pattern matching every chunk key of the namespace."""
+        return f"rj:{{{self.namespace}/*}}:chunk:*"
+
+    def parse_chunk(self, key: str) -> tuple[str, str, str, int]:
+        """``(jid, component, version, index)`` of a chunk key built by ``chunk``."""
+        head = f"rj:{{{self.namespace}/"
+        jid, _, rest = key[len(head) :].partition("}:chunk:")
+        component, version, index = rest.rsplit(":", 2)
+        return jid, component, version, int(index)
 
     def chunk(self, jid: str, component: str, version: str, index: int) -> str:
         return f"rj:{{{self.namespace}/{jid}}}:chunk:{component}:{version}:{index}"

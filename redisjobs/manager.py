@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import io
 import logging
 import os
 import socket
@@ -26,7 +27,16 @@ import redis
 
 from . import _records
 from ._archive import DEFAULT_MAX_UNZIPPED, UnsafeArchive, safe_extract, zip_folder
-from ._blobs import DEFAULT_CHUNK_SIZE, BlobSource, BlobStore, chunk_keys
+from ._blobs import (
+    DEFAULT_CHUNK_SIZE,
+    BlobReader,
+    BlobSource,
+    BlobStore,
+    ChunkWriter,
+    GcReport,
+    chunk_keys,
+    collect_garbage,
+)
 from ._codec import (
     check_app_name,
     check_component,
@@ -45,7 +55,6 @@ from ._errors import (
     BlobNotFound,
     InvalidComponent,
     InvalidMeta,
-    JobExists,
     JobNotFound,
     RecordNotFound,
     raise_for_code,
@@ -60,6 +69,8 @@ log = logging.getLogger("redisjobs")
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 #: Ids read or fetched per round trip by listings.
 DEFAULT_BATCH = 500
+#: Uploads younger than this (seconds) are in progress: gc() leaves them alone.
+DEFAULT_GC_GRACE = 3600.0
 #: Approximate cap of the event stream (XADD MAXLEN ~).
 DEFAULT_EVENT_MAXLEN = 100_000
 
@@ -272,6 +283,7 @@ class RedisJobDefManager:
                     k.seq,
                     k.events,
                     k.status(RunStatus.SUBMITTED.value),
+                    k.uploads,
                 ],
                 args=[
                     jid,
@@ -281,6 +293,7 @@ class RedisJobDefManager:
                     self.event_maxlen,
                     1,
                     len(approvals) // 2,
+                    writer.registration,
                     "data",
                     dumps(manifest),
                     *approvals,
@@ -288,11 +301,10 @@ class RedisJobDefManager:
                 ],
             )
         except BaseException:
-            self.blobs.unlink(writer.chunk_keys())
+            self.blobs.abort(writer)
             raise
-        if code == E_EXISTS:
-            self.blobs.unlink(writer.chunk_keys())
-            raise JobExists(jid)
+        if code < 0:
+            self.blobs.abort(writer)
         raise_for_code(code, jid, rest)
 
     # -- deleting --------------------------------------------------------------------------------
@@ -580,20 +592,24 @@ class RedisJobDefManager:
 
     def _put_component(self, jid: str, component: str, data: BlobSource) -> str:
         manifest, writer = self.blobs.stage(jid, component, data)
-        try:
-            code, *rest = self._s.commit_blob(
-                keys=[self.keys.job(jid), self.keys.blobs(jid)], args=[component, dumps(manifest)]
-            )
-        except BaseException:
-            self.blobs.unlink(writer.chunk_keys())
-            raise
-        if code == E_NOT_FOUND:
-            self.blobs.unlink(writer.chunk_keys())
-        raise_for_code(code, jid, [])
-        self.blobs.unlink_manifest(jid, component, rest[0] or None)
+        self._put_commit(jid, component, manifest, writer)
         if isinstance(data, str | os.PathLike):
             _consume(data)
         return f"redisjobs://{self.namespace}/{jid}/{component}"
+
+    def _put_commit(self, jid: str, component: str, manifest: dict[str, Any], writer: ChunkWriter) -> None:
+        try:
+            code, *rest = self._s.commit_blob(
+                keys=[self.keys.job(jid), self.keys.blobs(jid), self.keys.uploads],
+                args=[component, dumps(manifest), writer.registration],
+            )
+        except BaseException:
+            self.blobs.abort(writer)
+            raise
+        if code < 0:
+            self.blobs.abort(writer)
+        raise_for_code(code, jid, [])
+        self.blobs.unlink_manifest(jid, component, rest[0] or None)
 
     def save_workspace(self, jid: str, data: BlobSource, fl_ctx: FlCtx = None) -> str:
         """Store the job's ``workspace``: bytes, a file path (consumed), or a list of paths (zipped
@@ -674,6 +690,27 @@ class RedisJobDefManager:
             _write_atomically(dest, orjson.dumps(self.get_meta(jid), option=orjson.OPT_INDENT_2))
         else:
             self.blobs.download(jid, component, dest)
+
+    def iter_chunks(self, jid: str, component: str = "data") -> Iterator[bytes]:
+        """Stream a component's bytes chunk by chunk (memory: one chunk at a time).
+
+        Raises ``BlobNotFound`` when there is no such component; ``BlobCorrupt`` if the value is
+        replaced after streaming began (a mix of versions is never returned).
+        """
+        check_job_id(jid)
+        check_component(jid, component)
+        return self.blobs.iter_chunks(jid, component)
+
+    def open_blob(self, jid: str, component: str = "data") -> io.BufferedReader:
+        """A component as a read-only binary file object, fetched chunk by chunk."""
+        first = self.iter_chunks(jid, component)
+        return io.BufferedReader(BlobReader(first), buffer_size=self.chunk_size)
+
+    def gc(self, grace: float = DEFAULT_GC_GRACE) -> GcReport:
+        """Free blob chunks nothing references: uploads abandoned for more than ``grace`` seconds
+        (a writer that crashed), chunks of deleted jobs and of replaced versions, and any other
+        orphan. Works in bounded batches; safe to run while other processes write."""
+        return collect_garbage(self.client, self.keys, grace, self.batch_size)
 
     # -- submit-token records --------------------------------------------------------------------
 

@@ -1,0 +1,29 @@
+--[[
+  Commit an uploaded blob: swap a component's manifest in one step, so readers see the old value
+  or the new one, whole, and drop the upload's registration. The chunks of the new version are
+  already written; the caller deletes the old version's chunks (named by the manifest returned).
+  Safe to run twice: a manifest already in place is reported as committed.
+
+  Input:
+    KEYS[1] job hash             job:<jid>
+    KEYS[2] blob manifests hash  blobs:<jid>
+    KEYS[3] uploads zset         uploads
+
+    ARGV[1] component
+    ARGV[2] manifest (orjson)
+    ARGV[3] the upload's registration in the uploads zset
+
+  Output:
+    {1, previous manifest or false}
+    {-1}  no such job (nothing written; the caller removes the new chunks)
+    {-5}  the registration is gone: gc() collected the upload as abandoned; nothing written
+]]
+-- @include "common"
+
+if redis.call("HGET", KEYS[2], ARGV[1]) == ARGV[2] then return {OK, false} end
+local registered = redis.call("ZREM", KEYS[3], ARGV[3])
+if redis.call("EXISTS", KEYS[1]) == 0 then return {E_NOT_FOUND} end
+if registered == 0 then return {E_UPLOAD_EXPIRED} end
+local old = redis.call("HGET", KEYS[2], ARGV[1])
+redis.call("HSET", KEYS[2], ARGV[1], ARGV[2])
+return {OK, old}

@@ -1,0 +1,187 @@
+"""Blobs on both backends: sizes around the chunk boundary, every source kind, streaming reads,
+replacement, and garbage collection."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import zipfile
+
+import pytest
+
+from redisjobs import BlobCorrupt, BlobNotFound, JobNotFound, RedisJobDefManager, UploadExpired
+
+CS = 1024  # a small chunk size, so multi-chunk blobs stay small
+
+
+@pytest.fixture
+def small(make_store) -> RedisJobDefManager:  # type: ignore[no-untyped-def]
+    return make_store(chunk_size=CS)  # type: ignore[no-any-return]
+
+
+def payload(n: int, seed: int = 0) -> bytes:
+    out = bytearray()
+    counter = 0
+    while len(out) < n:
+        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest()
+        counter += 1
+    return bytes(out[:n])
+
+
+SIZES = [0, 1, CS - 1, CS, CS + 1, 7 * CS + 13]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_round_trip_from_bytes(small: RedisJobDefManager, size: int) -> None:
+    data = payload(size)
+    jid = small.create({}, data)["job_id"]
+    assert small.get_content({"job_id": jid}) == data
+    assert b"".join(small.iter_chunks(jid)) == data
+    with small.open_blob(jid) as f:
+        assert f.read() == data
+    manifest = small.blobs.manifest(jid, "data")
+    assert manifest is not None
+    assert manifest["size"] == size
+    assert manifest["chunks"] == -(-size // CS)
+    assert manifest["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_round_trip_from_file_consumes_it(small: RedisJobDefManager, tmp_path, size: int) -> None:  # type: ignore[no-untyped-def]
+    data = payload(size, seed=1)
+    path = tmp_path / "upload.bin"
+    path.write_bytes(data)
+    jid = small.create({}, str(path))["job_id"]
+    assert not path.exists()
+    small.save_workspace(jid, data[::-1])
+    assert small.get_storage_component(jid, "workspace") == data[::-1]
+    assert small.get_content({"job_id": jid}) == data
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_round_trip_from_list_of_paths(small: RedisJobDefManager, tmp_path, size: int) -> None:  # type: ignore[no-untyped-def]
+    run = tmp_path / "run"
+    (run / "sub").mkdir(parents=True)
+    (run / "sub" / "model.bin").write_bytes(payload(size, seed=2))
+    (run / "log.txt").write_text("hello")
+    single = tmp_path / "extra.json"
+    single.write_text("{}")
+    jid = small.create({}, b"x")["job_id"]
+    small.save_workspace(jid, [str(run), str(single)])
+    assert (run / "sub" / "model.bin").exists() and single.exists()  # sources are kept
+    raw = small.get_storage_component(jid, "workspace")
+    with zipfile.ZipFile(io.BytesIO(raw)) as z:
+        names = set(z.namelist())
+        assert {"sub/model.bin", "log.txt", "extra.json", "sub/"} <= names
+        assert z.read("sub/model.bin") == payload(size, seed=2)
+        assert all(i.compress_type == zipfile.ZIP_STORED for i in z.infolist())
+
+
+def test_download_streams_into_place(small: RedisJobDefManager, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    data = payload(5 * CS + 5)
+    jid = small.create({}, data)["job_id"]
+    small.get_storage_for_download(jid, str(tmp_path), "data", "job.zip")
+    assert (tmp_path / jid / "job.zip").read_bytes() == data
+    assert os.listdir(tmp_path / jid) == ["job.zip"]
+
+
+def test_corrupt_chunk_is_detected_and_verification_can_be_switched_off(make_store) -> None:  # type: ignore[no-untyped-def]
+    checked = make_store(chunk_size=CS)
+    unchecked = make_store(chunk_size=CS, verify_blobs=False)
+    jid = checked.create({}, payload(3 * CS))["job_id"]
+    manifest = checked.blobs.manifest(jid, "data")
+    assert manifest is not None
+    checked.client.set(checked.keys.chunk(jid, "data", manifest["v"], 1), b"\0" * CS)
+    with pytest.raises(BlobCorrupt, match=jid):
+        checked.get_content({"job_id": jid})
+    assert (
+        unchecked.get_content({"job_id": jid})
+        == payload(3 * CS)[:CS] + b"\0" * CS + payload(3 * CS)[2 * CS :]
+    )
+    checked.client.set(checked.keys.chunk(jid, "data", manifest["v"], 1), payload(3 * CS)[CS : 2 * CS])
+
+
+def test_replacing_a_blob_frees_the_old_version(small: RedisJobDefManager) -> None:
+    jid = small.create({}, b"x")["job_id"]
+    small.save_workspace(jid, payload(4 * CS, seed=1))
+    first = small.blobs.manifest(jid, "workspace")
+    small.save_workspace(jid, payload(2 * CS, seed=2))
+    assert first is not None
+    assert small.client.exists(small.keys.chunk(jid, "workspace", first["v"], 0)) == 0
+    assert small.get_storage_component(jid, "workspace") == payload(2 * CS, seed=2)
+
+
+def test_delete_frees_every_chunk(small: RedisJobDefManager) -> None:
+    jid = small.create({}, payload(3 * CS))["job_id"]
+    small.save_workspace(jid, payload(3 * CS, seed=3))
+    small.set_client_data(jid, b"log", "site-1", "ERRORLOG")
+    small.delete(jid)
+    assert list(small.client.scan_iter(match=small.keys.chunk_pattern())) == []
+
+
+def test_gc_frees_abandoned_uploads_and_orphans_but_not_live_uploads(small: RedisJobDefManager) -> None:
+    keep = small.create({}, payload(2 * CS))["job_id"]
+    # A writer that died mid-upload: chunks and a registration, never committed.
+    _manifest, dead = small.blobs.stage(keep, "workspace", payload(3 * CS, seed=4))
+    # Chunks of a job deleted by a process that died before unlinking them.
+    small.client.set(small.keys.chunk("gone", "data", "0123", 0), b"x")
+    # An upload in progress right now.
+    _m2, live = small.blobs.stage(keep, "LOG_x_site", payload(2 * CS, seed=5))
+
+    report = small.gc(grace=3600)  # the dead upload is still within its grace period
+    assert report.abandoned_uploads == 0
+    assert report.chunks_freed == 1  # only the deleted job's chunk
+    assert small.client.exists(*dead.chunk_keys()[:3]) == 3
+
+    small.client.zadd(small.keys.uploads, {dead.registration: 1.0})  # make it old
+    report = small.gc(grace=3600)
+    assert report.abandoned_uploads == 1
+    assert report.chunks_freed == 3
+    assert small.client.exists(*live.chunk_keys()[:2]) == 2  # the live upload is untouched
+
+    small.blobs.abort(live)
+    assert small.gc(grace=0).chunks_freed == 0
+    assert small.get_content({"job_id": keep}) == payload(2 * CS)
+
+
+def test_commit_after_gc_collected_the_upload_fails_cleanly(small: RedisJobDefManager) -> None:
+    jid = small.create({}, b"old")["job_id"]
+    manifest, writer = small.blobs.stage(jid, "workspace", payload(2 * CS))
+    small.client.zadd(small.keys.uploads, {writer.registration: 1.0})
+    small.gc(grace=10)
+    with pytest.raises(UploadExpired, match=jid):
+        small._put_commit(jid, "workspace", manifest, writer)
+    with pytest.raises(BlobNotFound):
+        small.get_storage_component(jid, "workspace")
+
+
+def test_save_to_a_missing_job_leaves_nothing(small: RedisJobDefManager, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "w.zip"
+    path.write_bytes(payload(3 * CS))
+    with pytest.raises(JobNotFound):
+        small.save_workspace("no-such-job", str(path))
+    assert path.exists()  # not consumed: nothing was stored
+    assert list(small.client.scan_iter(match=small.keys.chunk_pattern())) == []
+    assert small.client.zcard(small.keys.uploads) == 0
+
+
+def test_a_reader_racing_a_replacement_gets_one_whole_version(small: RedisJobDefManager) -> None:
+    """Deterministic interleaving: the blob is replaced between the reader's manifest read and its
+    chunk reads; the reader restarts on the new version."""
+    jid = small.create({}, b"x")["job_id"]
+    a, b = b"a" * (6 * CS), b"b" * (6 * CS)
+    small.save_workspace(jid, a)
+    real_manifest = small.blobs.manifest
+    calls = {"n": 0}
+
+    def manifest_then_replace(j: str, c: str):  # type: ignore[no-untyped-def]
+        found = real_manifest(j, c)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            small.blobs.manifest = real_manifest  # type: ignore[method-assign]
+            small.save_workspace(jid, b)  # frees a's chunks under the reader
+        return found
+
+    small.blobs.manifest = manifest_then_replace  # type: ignore[method-assign]
+    assert small.get_storage_component(jid, "workspace") == b
