@@ -20,8 +20,10 @@ import os
 import random
 import secrets
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,8 +58,50 @@ def _attempts() -> Iterator[int]:
         yield attempt
 
 
+class _Hasher:
+    """sha256 that moves off the calling thread once a blob spans several chunks, so hashing
+    overlaps network I/O (hashlib and socket calls both release the GIL). Updates stay in order:
+    one shared single-worker executor runs them first-in, first-out."""
+
+    _executor: ThreadPoolExecutor | None = None
+    _executor_lock = threading.Lock()
+    INLINE_BYTES = 256 * 1024
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self._seen = 0
+        self._last: Future[None] | None = None
+
+    @classmethod
+    def _pool(cls) -> ThreadPoolExecutor:
+        with cls._executor_lock:
+            if cls._executor is None:
+                cls._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redisjobs-sha256")
+                os.register_at_fork(after_in_child=cls._forget)
+            return cls._executor
+
+    @classmethod
+    def _forget(cls) -> None:  # a forked child has no worker thread: start its own when needed
+        cls._executor = None
+
+    def update(self, data: bytes | memoryview) -> None:
+        self._seen += len(data)
+        if self._seen <= self.INLINE_BYTES and self._last is None:
+            self._sha.update(data)
+        else:
+            self._last = self._pool().submit(self._sha.update, data)
+
+    def hexdigest(self) -> str:
+        if self._last is not None:
+            self._last.result()
+        return self._sha.hexdigest()
+
+
 class ChunkWriter:
-    """A write-only binary stream that stores what it is given as chunks of one blob version."""
+    """A write-only binary stream that stores what it is given as chunks of one blob version.
+
+    Whole chunks of an immutable input (``bytes``, or a view of one) are sent without copying.
+    """
 
     def __init__(self, client: Any, keys: Keys, jid: str, component: str, chunk_size: int) -> None:
         self._client, self._keys = client, keys
@@ -67,8 +111,8 @@ class ChunkWriter:
         self.registration = orjson.dumps([jid, component, self.version])
         self._registered = False
         self._buf = bytearray()
-        self._pending: list[bytes] = []
-        self._sha = hashlib.sha256()
+        self._pending: list[bytes | memoryview] = []
+        self._sha = _Hasher()
         self.size = 0
         self.chunks = 0
 
@@ -87,16 +131,35 @@ class ChunkWriter:
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         view = memoryview(data).cast("B")
+        if not isinstance(view.obj, bytes):
+            view = memoryview(bytes(view))  # the caller may reuse a mutable buffer: keep a copy
         n = len(view)
         self._sha.update(view)
         self.size += n
-        self._buf += view
-        while len(self._buf) >= self.chunk_size:
-            self._pending.append(bytes(self._buf[: self.chunk_size]))
-            del self._buf[: self.chunk_size]
-            if len(self._pending) >= CHUNKS_PER_BATCH:
-                self._send()
+        cs = self.chunk_size
+        if self._buf:
+            take = min(n, cs - len(self._buf))
+            self._buf += view[:take]
+            view = view[take:]
+            if len(self._buf) == cs:
+                self._queue_buffer()
+        while len(view) >= cs:
+            self._queue(view[:cs])
+            view = view[cs:]
+        if len(view):
+            self._buf += view
         return n
+
+    def _queue_buffer(self) -> None:
+        # Hand the buffer itself over (no copy) and start a new one. A memoryview also takes
+        # redis-py's fast path: hiredis packs a bytes value by copying, a view far faster.
+        self._queue(memoryview(self._buf))
+        self._buf = bytearray()
+
+    def _queue(self, piece: bytes | memoryview) -> None:
+        self._pending.append(piece)
+        if len(self._pending) >= CHUNKS_PER_BATCH:
+            self._send()
 
     def _send(self) -> None:
         if not self._pending and self._registered:
@@ -114,8 +177,8 @@ class ChunkWriter:
     def finish(self) -> dict[str, Any]:
         """Send what is buffered and return the manifest of the version written."""
         if self._buf:
-            self._pending.append(bytes(self._buf))
-            self._buf.clear()
+            self._pending.append(memoryview(self._buf))
+            self._buf = bytearray()
         self._send()
         return {
             "v": self.version,
@@ -204,7 +267,7 @@ class BlobStore:
 
     def _iter_version(self, jid: str, component: str, manifest: dict[str, Any]) -> Iterator[bytes]:
         keys = chunk_keys(self._keys, jid, component, manifest)
-        sha = hashlib.sha256()
+        sha = _Hasher()
         size = 0
         for start in range(0, len(keys), CHUNKS_PER_BATCH):
             for piece in self._client.mget(keys[start : start + CHUNKS_PER_BATCH]):
