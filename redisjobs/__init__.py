@@ -17,11 +17,13 @@ from ._errors import (
     InvalidTransition,
     JobExists,
     JobNotFound,
+    NotOwner,
     RecordNotFound,
     RedisJobsError,
     StatusConflict,
     UploadExpired,
 )
+from ._events import Event, Settled
 from ._lifecycle import TRANSITIONS
 from ._types import Job, JobMetaKey, RunStatus, SubmitRecordKey, SubmitRecordState
 from .manager import RedisJobDefManager
@@ -33,6 +35,7 @@ __all__ = [
     "TRANSITIONS",
     "BlobCorrupt",
     "BlobNotFound",
+    "Event",
     "GcReport",
     "InvalidComponent",
     "InvalidJobId",
@@ -43,10 +46,12 @@ __all__ = [
     "JobExists",
     "JobMetaKey",
     "JobNotFound",
+    "NotOwner",
     "RecordNotFound",
     "RedisJobDefManager",
     "RedisJobsError",
     "RunStatus",
+    "Settled",
     "StatusConflict",
     "SubmitRecordKey",
     "SubmitRecordState",

@@ -12,6 +12,7 @@ the exception subclasses it too, so ``except LookupError`` or ``except ValueErro
     ├── InvalidStatus      (ValueError)    not one of RunStatus's values
     ├── InvalidTransition  (ValueError)    the status table forbids old -> new
     ├── StatusConflict                     compare-and-set: the job's status was not the expected one
+    ├── NotOwner           (PermissionError) a claimed job touched by a process that does not hold it
     ├── BlobNotFound       (LookupError)   a component the job does not have
     ├── RecordNotFound     (LookupError)   update of a submit-token record that does not exist
     ├── UploadExpired                      an upload outlived gc()'s grace period and was collected
@@ -98,6 +99,16 @@ class RecordNotFound(RedisJobsError, LookupError):
         super().__init__(f"no submit record with scope {scope}: create it first (create_submit_record)")
 
 
+class NotOwner(RedisJobsError, PermissionError):
+    def __init__(self, jid: str, owner: str, holder: str) -> None:
+        self.jid, self.owner, self.holder = jid, owner, holder
+        held = f"held by {holder!r}" if holder else "not held by anyone (its lease was reaped or released)"
+        super().__init__(
+            f"job {jid!r} is {held}, not by {owner or 'the caller'!r}: only the owner that claimed it "
+            "may start, renew or release it"
+        )
+
+
 class UploadExpired(RedisJobsError):
     def __init__(self, jid: str) -> None:
         self.jid = jid
@@ -121,19 +132,20 @@ E_EXISTS = -2
 E_TRANSITION = -3
 E_CONFLICT = -4
 E_UPLOAD_EXPIRED = -5
+E_NOT_OWNER = -6
 
 
 def raise_for_code(
-    code: int, jid: str, detail: list[bytes], new_status: str = "", expected: str = ""
+    code: int, jid: str, detail: list[bytes], new_status: str = "", expected: str = "", owner: str = ""
 ) -> None:
     """Raise the exception a script's failure code stands for; return on success codes."""
     if code >= 0:
         return
     current = detail[0].decode() if detail else "?"
-    _raise(code, jid, current, new_status, expected)
+    _raise(code, jid, current, new_status, expected, owner)
 
 
-def _raise(code: int, jid: str, current: str, new_status: str, expected: str) -> NoReturn:
+def _raise(code: int, jid: str, current: str, new_status: str, expected: str, owner: str) -> NoReturn:
     if code == E_NOT_FOUND:
         raise JobNotFound(jid)
     if code == E_EXISTS:
@@ -144,4 +156,6 @@ def _raise(code: int, jid: str, current: str, new_status: str, expected: str) ->
         raise StatusConflict(jid, expected, current)
     if code == E_UPLOAD_EXPIRED:
         raise UploadExpired(jid)
+    if code == E_NOT_OWNER:
+        raise NotOwner(jid, owner, current)
     raise RedisJobsError(f"job {jid!r}: unexpected script result code {code}")

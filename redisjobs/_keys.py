@@ -16,6 +16,8 @@ key                                    type        holds
 ``seq``                                string      the submit sequence counter
 ``events``                             stream      one entry per create, transition, approval, delete
 ``uploads``                            zset        blob uploads in progress: orjson [jid, comp, ver] by start
+``leases``                             zset        claimed jobs by lease expiry (server ms)
+``owners``                             hash        claimed job id -> owner
 ``rec:<study>:<submitter>:<token>``    hash        a submit-token record (sha256 parts)
 ``recjob:<jid>``                       set         record key suffixes of a job id
 ``{ns/jid}:chunk:<comp>:<ver>:<i>``    string      blob bytes
@@ -41,6 +43,8 @@ class Keys:
         self.seq = p + "seq"
         self.events = p + "events"
         self.uploads = p + "uploads"
+        self.leases = p + "leases"
+        self.owners = p + "owners"
         self.status_sets: tuple[str, ...] = tuple(p + "status:" + s for s in STATUSES)
         self._status_set = dict(zip(STATUSES, self.status_sets, strict=True))
 

@@ -75,3 +75,6 @@ class Scripts:
         self.commit_blob = self.by_name["commitBlob"]
         self.save_record = self.by_name["saveRecord"]
         self.mark_record_deleted = self.by_name["markRecordDeleted"]
+        self.claim = self.by_name["claim"]
+        self.renew = self.by_name["renew"]
+        self.settle = self.by_name["settle"]

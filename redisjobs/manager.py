@@ -55,12 +55,14 @@ from ._errors import (
     BlobNotFound,
     InvalidComponent,
     InvalidMeta,
+    InvalidTransition,
     JobNotFound,
     RecordNotFound,
     raise_for_code,
 )
+from ._events import Event, Settled
 from ._keys import Keys
-from ._lifecycle import STATUSES
+from ._lifecycle import STATUSES, TRANSITIONS
 from ._scripts import Scripts
 from ._types import Job, RunStatus, SubmitRecordState
 
@@ -79,6 +81,15 @@ FlCtx = Any
 
 def _now() -> float:
     return time.time()
+
+
+def _utc_iso(epoch: float) -> str:
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).isoformat()
+
+
+def _check_owner(owner: object) -> None:
+    if not isinstance(owner, str) or not owner:
+        raise ValueError(f"owner must be a non-empty str, got {owner!r}")
 
 
 def _local_offset_seconds() -> int:
@@ -134,6 +145,8 @@ class RedisJobDefManager:
         self._client = client
         self._scripts: Scripts | None = None
         self._blobs: BlobStore | None = None
+        #: The queue's head as the last claim saw it: the next claim's candidates.
+        self._queue_head: list[str] = []
         self._lock = threading.Lock()
         if chunk_size < 1024:
             raise ValueError(f"chunk_size must be at least 1024 bytes, got {chunk_size}")
@@ -317,7 +330,17 @@ class RedisJobDefManager:
         check_job_id(jid)
         k = self.keys
         code, *rest = self._s.delete(
-            keys=[k.job(jid), k.approvals(jid), k.blobs(jid), k.jobs, k.queue, k.events, *k.status_sets],
+            keys=[
+                k.job(jid),
+                k.approvals(jid),
+                k.blobs(jid),
+                k.jobs,
+                k.queue,
+                k.events,
+                k.leases,
+                k.owners,
+                *k.status_sets,
+            ],
             args=[jid, self.actor, _now(), self.event_maxlen],
         )
         raise_for_code(code, jid, rest)
@@ -437,6 +460,7 @@ class RedisJobDefManager:
         fl_ctx: FlCtx = None,
         *,
         expected: str | RunStatus | None = None,
+        owner: str | None = None,
     ) -> bool:
         """Move a job to ``status``, checked against the transition table, atomically.
 
@@ -446,13 +470,15 @@ class RedisJobDefManager:
 
         Args:
             expected: compare-and-set: only act if the job is in this status now.
+            owner: the caller's owner name. A claimed job (see ``claim``) starts (RUNNING) or goes
+                back to the queue only by its owner; given for any change, it must be the holder.
 
         Raises:
             InvalidJobId, InvalidStatus: before any Redis call.
-            JobNotFound, InvalidTransition, StatusConflict: nothing is written.
+            JobNotFound, InvalidTransition, StatusConflict, NotOwner: nothing is written.
         """
         check_job_id(jid)
-        return self._update(jid, {}, check_status(jid, status), expected)
+        return self._update(jid, {}, check_status(jid, status), expected, owner)
 
     def update_meta(
         self, jid: str, meta: dict[str, Any], fl_ctx: FlCtx = None, *, expected: str | RunStatus | None = None
@@ -473,16 +499,27 @@ class RedisJobDefManager:
         fields.pop("job_id", None)
         return self._update(jid, fields, status, expected)
 
-    def _update(self, jid: str, fields: dict[str, Any], status: str, expected: Any) -> bool:
+    def _update(
+        self, jid: str, fields: dict[str, Any], status: str, expected: Any, owner: str | None = None
+    ) -> bool:
         expected_value = check_status(jid, expected) if expected is not None else ""
         priority = str(check_priority(jid, fields["priority"])) if "priority" in fields else ""
         approvals = _approval_pairs(jid, fields.pop("approvals", None))
         encoded = encode_fields(jid, fields)
         now = _now()
-        start_time = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).isoformat()
+        start_time = _utc_iso(now)
         k = self.keys
         code, *rest = self._s.update(
-            keys=[k.job(jid), k.approvals(jid), k.jobs, k.queue, k.events, *k.status_sets],
+            keys=[
+                k.job(jid),
+                k.approvals(jid),
+                k.jobs,
+                k.queue,
+                k.events,
+                k.leases,
+                k.owners,
+                *k.status_sets,
+            ],
             args=[
                 jid,
                 status,
@@ -493,12 +530,13 @@ class RedisJobDefManager:
                 self.actor,
                 self.event_maxlen,
                 priority,
+                owner or "",
                 len(approvals) // 2,
                 *approvals,
                 *encoded,
             ],
         )
-        raise_for_code(code, jid, rest, new_status=status, expected=expected_value)
+        raise_for_code(code, jid, rest, new_status=status, expected=expected_value, owner=owner or "")
         return bool(code == 1)
 
     def refresh_meta(self, job: Job, meta_keys: list[str] | None, fl_ctx: FlCtx = None) -> None:
@@ -530,6 +568,151 @@ class RedisJobDefManager:
         )
         raise_for_code(code, jid, rest)
         return decode_meta(pairs_to_dict(rest[0]), pairs_to_dict(rest[1]))
+
+    # -- several server processes: claims, leases, reaping, events --------------------------------
+
+    def claim(self, owner: str, *, lease: float = 30.0, limit: int = 1) -> list[Job]:
+        """Take the best queued job(s) (highest priority, then first submitted) into DISPATCHED for
+        ``owner``, with a lease of ``lease`` seconds, in one atomic script: across every process
+        sharing the store, each job is claimed once. Returns the claimed jobs (possibly none).
+
+        The owner then starts it (``set_status(jid, RUNNING, owner=owner)``), keeps the lease alive
+        with ``renew``, or gives it back with ``release``; ``reap`` settles jobs whose lease ran out.
+        """
+        _check_owner(owner)
+        if not 0 < lease <= 86_400 * 30:
+            raise ValueError(f"lease must be between 0 and 30 days in seconds, got {lease!r}")
+        if not 1 <= limit <= 1000:
+            raise ValueError(f"limit must be between 1 and 1000, got {limit!r}")
+        window = min(1000, max(16, 4 * limit))
+        k = self.keys
+        fixed = [k.queue, k.leases, k.owners, k.events, k.jobs, k.status("SUBMITTED"), k.status("DISPATCHED")]
+        candidates = self._queue_head
+        claimed: list[Job] = []
+        for _attempt in range(4):
+            keys = list(fixed)
+            for jid in candidates:
+                keys += [k.job(jid), k.approvals(jid)]
+            _ok, got, head, _expiry, stale = self._s.claim(
+                keys=keys,
+                args=[owner, int(lease * 1000), limit - len(claimed), window, self.actor, self.event_maxlen,
+                      _now(), *candidates],
+            )  # fmt: skip
+            candidates = self._queue_head = [h.decode() for h in head]
+            for _jid, fields, approvals in got:
+                job = Job.from_meta(decode_meta(pairs_to_dict(fields), pairs_to_dict(approvals)))
+                job.dispatcher_id = owner
+                claimed.append(job)
+            if len(claimed) >= limit or not stale:
+                break
+        return claimed
+
+    def renew(self, jid: str, owner: str, *, lease: float = 30.0) -> float:
+        """Extend ``owner``'s lease on a claimed job to ``lease`` seconds from now; return the new
+        expiry (epoch seconds, the server's clock). Raises ``NotOwner`` if ``owner`` does not hold it."""
+        check_job_id(jid)
+        _check_owner(owner)
+        k = self.keys
+        code, *rest = self._s.renew(
+            keys=[k.job(jid), k.leases, k.owners], args=[jid, owner, int(lease * 1000)]
+        )
+        raise_for_code(code, jid, rest, owner=owner)
+        return int(rest[0]) / 1000
+
+    def release(self, jid: str, owner: str) -> None:
+        """Give a claimed, not yet running job back to the queue, at its place by priority and submit
+        order. Raises ``NotOwner`` (not the holder) or ``StatusConflict`` (not DISPATCHED)."""
+        check_job_id(jid)
+        _check_owner(owner)
+        self._update(jid, {}, RunStatus.SUBMITTED.value, RunStatus.DISPATCHED.value, owner)
+
+    def lease_of(self, jid: str) -> tuple[str, float] | None:
+        """``(owner, expiry in epoch seconds)`` of a claimed job, or None."""
+        check_job_id(jid)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hget(self.keys.owners, jid)
+        pipe.zscore(self.keys.leases, jid)
+        owner, expiry = pipe.execute()
+        return (owner.decode(), float(expiry) / 1000) if owner is not None and expiry is not None else None
+
+    def reap(self) -> list[Settled]:
+        """Settle every claimed job whose lease has expired (the server's clock): DISPATCHED goes
+        back to the queue, RUNNING to FINISHED:ABANDONED. Returns what was done."""
+        done: list[Settled] = []
+        seconds, micros = self.client.time()
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        while True:
+            due = self.client.zrangebyscore(self.keys.leases, "-inf", now_ms, start=0, num=self.batch_size)
+            ids = [m.decode() for m in due]
+            if not ids:
+                return done
+            settled = self._settle("reap", "", ids, RunStatus.SUBMITTED.value, RunStatus.ABANDONED.value)
+            done += settled
+            if len(ids) < self.batch_size:
+                return done
+
+    def recover(
+        self,
+        owner: str,
+        *,
+        dispatched: str | RunStatus = RunStatus.SUBMITTED,
+        running: str | RunStatus = RunStatus.ABANDONED,
+    ) -> list[Settled]:
+        """What a restarted server calls first: settle every job ``owner`` still holds, whatever its
+        lease. DISPATCHED jobs go to ``dispatched`` (default: back to the queue), RUNNING ones to
+        ``running`` (default FINISHED:ABANDONED; any FINISHED status may be chosen)."""
+        _check_owner(owner)
+        to_d, to_r = check_status(None, dispatched), check_status(None, running)
+        for old, new in ((RunStatus.DISPATCHED.value, to_d), (RunStatus.RUNNING.value, to_r)):
+            if new == old or new not in TRANSITIONS[old]:
+                raise InvalidTransition("<recover>", old, new)
+        held = [
+            j.decode() for j, o in self.client.hscan_iter(self.keys.owners, count=1000) if o.decode() == owner
+        ]
+        done: list[Settled] = []
+        for start in range(0, len(held), self.batch_size):
+            done += self._settle("recover", owner, held[start : start + self.batch_size], to_d, to_r)
+        return done
+
+    def _settle(self, mode: str, owner: str, ids: list[str], to_d: str, to_r: str) -> list[Settled]:
+        k = self.keys
+        now = _now()
+        _ok, rows = self._s.settle(
+            keys=[k.leases, k.owners, k.queue, k.events, k.jobs, *k.status_sets, *(k.job(j) for j in ids)],
+            args=[mode, owner, to_d, to_r, self.actor, self.event_maxlen, int(now * 1_000_000),
+                  dumps(_utc_iso(now)), _local_offset_seconds(), *ids],
+        )  # fmt: skip
+        return [Settled(*(v.decode() for v in row)) for row in rows]
+
+    def events(self, since: str = "-", *, count: int = 100) -> list[Event]:
+        """Up to ``count`` events after ``since`` (an event id; "-" for the oldest kept)."""
+        start = since if since == "-" else f"({since}"
+        return [
+            Event.from_entry(i, f) for i, f in self.client.xrange(self.keys.events, start, "+", count=count)
+        ]
+
+    def watch(
+        self, since: str = "$", *, block: float = 1.0, idle_timeout: float | None = None
+    ) -> Iterator[Event]:
+        """Follow the event stream: yield each event after ``since`` ("$": only new ones; "0": from
+        the oldest kept; or the id of the last event seen, to resume), waiting ``block`` seconds at a
+        time. Stops after ``idle_timeout`` seconds without an event (never, when None)."""
+        last = since
+        if last == "$":
+            newest = self.client.xrevrange(self.keys.events, "+", "-", count=1)
+            last = newest[0][0].decode() if newest else "0-0"
+        idle_since = time.monotonic()
+        while True:
+            reply = self.client.xread({self.keys.events: last}, count=100, block=max(1, int(block * 1000)))
+            if not reply:
+                if idle_timeout is not None and time.monotonic() - idle_since >= idle_timeout:
+                    return
+                continue
+            idle_since = time.monotonic()
+            for entry_id, fields in reply[0][1]:
+                event = Event.from_entry(entry_id, fields)
+                last = event.id
+                yield event
 
     # -- content and components ------------------------------------------------------------------
 
@@ -811,6 +994,19 @@ class RedisJobDefManager:
             jid = key.decode()[len(k.prefix) + 4 :]
             if jid not in all_ids:
                 problems.append(f"job {jid!r} exists but is in no index")
+        leased = {
+            m.decode(): float(score) for m, score in self.client.zrange(k.leases, 0, -1, withscores=True)
+        }
+        owned = {j.decode() for j in self.client.hkeys(k.owners)}
+        for jid in sorted(set(leased) | owned):
+            if (jid in leased) != (jid in owned):
+                problems.append(
+                    f"job {jid!r} has {'a lease but no owner' if jid in leased else 'an owner but no lease'}"
+                )
+            raw = stored.get(jid) or self.client.hget(k.job(jid), "status")
+            held = orjson.loads(raw) if raw else None
+            if held not in (RunStatus.DISPATCHED.value, RunStatus.RUNNING.value):
+                problems.append(f"job {jid!r} is claimed but its status is {held}")
         problems += self._orphan_chunks()
         return problems
 

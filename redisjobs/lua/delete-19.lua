@@ -10,17 +10,19 @@
     KEYS[4]  all jobs zset        jobs
     KEYS[5]  queue zset           queue
     KEYS[6]  event stream         events
-    KEYS[7]  status:SUBMITTED
-    KEYS[8]  status:APPROVED
-    KEYS[9]  status:DISPATCHED
-    KEYS[10] status:RUNNING
-    KEYS[11] status:FINISHED:COMPLETED
-    KEYS[12] status:FINISHED:ABORTED
-    KEYS[13] status:FINISHED:EXECUTION_EXCEPTION
-    KEYS[14] status:FINISHED:ABNORMAL
-    KEYS[15] status:FINISHED:CAN_NOT_SCHEDULE
-    KEYS[16] status:FINISHED:FAILED_TO_RUN
-    KEYS[17] status:FINISHED:ABANDONED
+    KEYS[7]  leases zset          leases
+    KEYS[8]  owners hash          owners
+    KEYS[9]  status:SUBMITTED
+    KEYS[10] status:APPROVED
+    KEYS[11] status:DISPATCHED
+    KEYS[12] status:RUNNING
+    KEYS[13] status:FINISHED:COMPLETED
+    KEYS[14] status:FINISHED:ABORTED
+    KEYS[15] status:FINISHED:EXECUTION_EXCEPTION
+    KEYS[16] status:FINISHED:ABNORMAL
+    KEYS[17] status:FINISHED:CAN_NOT_SCHEDULE
+    KEYS[18] status:FINISHED:FAILED_TO_RUN
+    KEYS[19] status:FINISHED:ABANDONED
 
     ARGV[1] job id
     ARGV[2] actor
@@ -33,7 +35,7 @@
 ]]
 -- @include "common"
 
-local STATUS_KEY0 = 6
+local STATUS_KEY0 = 8
 local jid = ARGV[1]
 if redis.call("EXISTS", KEYS[1]) == 0 then return {E_NOT_FOUND} end
 local cur = unjson_str(redis.call("HGET", KEYS[1], "status")) or ""
@@ -42,6 +44,8 @@ local manifests = redis.call("HGETALL", KEYS[3])
 for i = 1, #STATUSES do redis.call("SREM", KEYS[STATUS_KEY0 + i], jid) end
 redis.call("ZREM", KEYS[4], jid)
 redis.call("ZREM", KEYS[5], jid)
+redis.call("ZREM", KEYS[7], jid)
+redis.call("HDEL", KEYS[8], jid)
 redis.call("DEL", KEYS[1], KEYS[2], KEYS[3])
 emit(KEYS[6], ARGV[4], jid, "delete", cur, "", ARGV[2], ARGV[3])
 return {OK, cur, manifests}

@@ -8,7 +8,7 @@
     TIMED        TIMED[status] == true for finishing statuses that record a duration
 ]]
 local OK, NOOP = 1, 0
-local E_NOT_FOUND, E_EXISTS, E_TRANSITION, E_CONFLICT, E_UPLOAD_EXPIRED = -1, -2, -3, -4, -5
+local E_NOT_FOUND, E_EXISTS, E_TRANSITION, E_CONFLICT, E_UPLOAD_EXPIRED, E_NOT_OWNER = -1, -2, -3, -4, -5, -6
 
 local STATUSES = @@STATUSES@@
 local TRANSITIONS = @@TRANSITIONS@@

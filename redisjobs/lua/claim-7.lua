@@ -1,0 +1,58 @@
+--[[
+  Claim the best queued job(s) (highest priority, then first submitted) into DISPATCHED for an
+  owner, with a lease, exactly once across every process.
+
+  Job keys cannot be built in Lua, so the caller passes candidates: the queue's head as the
+  previous call's reply showed it. The script claims the queue's current head only, in order,
+  as far as the candidates reach; every reply carries the current head for the next call, so a
+  process claiming in a loop needs one round trip per claim.
+
+  Input:
+    KEYS[1] queue zset          queue
+    KEYS[2] leases zset         leases
+    KEYS[3] owners hash         owners
+    KEYS[4] event stream        events
+    KEYS[5] all jobs zset       jobs
+    KEYS[6] status:SUBMITTED
+    KEYS[7] status:DISPATCHED
+    KEYS[8 ..] for the i-th candidate: KEYS[6+2i] its job hash, KEYS[7+2i] its approvals hash
+
+    ARGV[1] owner
+    ARGV[2] lease, milliseconds
+    ARGV[3] limit: at most this many jobs
+    ARGV[4] window: how many ids of the queue's head to return for the next call
+    ARGV[5] actor
+    ARGV[6] event stream cap
+    ARGV[7] time (epoch seconds)
+    ARGV[8 ..] candidate job ids, in the order of their keys
+
+  Output:
+    {1, claimed, head, expiry_ms, stale}
+      claimed: {jid, meta field/value array, approvals array} per claimed job, in queue order
+      head: the queue's first `window` ids after the claim
+      expiry_ms: the leases' expiry, server time
+      stale: 1 if the queue's head held a job that was not a candidate (call again with `head`)
+]]
+-- @include "common"
+
+local owner, limit, window = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
+local t = redis.call("TIME")
+local expiry = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
+
+local index = {}
+for i = 8, #ARGV do index[ARGV[i]] = i - 7 end
+
+local claimed, stale = {}, 0
+for _, jid in ipairs(redis.call("ZRANGE", KEYS[1], 0, limit - 1)) do
+  local i = index[jid]
+  if not i then stale = 1; break end
+  local job_key, approvals_key = KEYS[6 + 2 * i], KEYS[7 + 2 * i]
+  redis.call("ZREM", KEYS[1], jid)
+  redis.call("SMOVE", KEYS[6], KEYS[7], jid)
+  redis.call("HSET", job_key, "status", json_str("DISPATCHED"))
+  redis.call("ZADD", KEYS[2], expiry, jid)
+  redis.call("HSET", KEYS[3], jid, owner)
+  emit(KEYS[4], ARGV[6], jid, "claim", "SUBMITTED", "DISPATCHED", ARGV[5], ARGV[7])
+  claimed[#claimed + 1] = {jid, redis.call("HGETALL", job_key), redis.call("HGETALL", approvals_key)}
+end
+return {OK, claimed, redis.call("ZRANGE", KEYS[1], 0, window - 1), expiry, stale}

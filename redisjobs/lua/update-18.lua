@@ -1,0 +1,86 @@
+--[[
+  Update a job's meta and, when asked, its status: the transition is checked against the status
+  table (and the owner, for a claimed job) and applied with its index moves, times, lease and
+  event in one step. Safe to run twice: the same status again is a no-op, and field writes are
+  plain overwrites.
+
+  Input:
+    KEYS[1]  job hash             job:<jid>
+    KEYS[2]  approvals hash       approvals:<jid>
+    KEYS[3]  all jobs zset        jobs
+    KEYS[4]  queue zset           queue
+    KEYS[5]  event stream         events
+    KEYS[6]  leases zset          leases
+    KEYS[7]  owners hash          owners
+    KEYS[8]  status:SUBMITTED
+    KEYS[9]  status:APPROVED
+    KEYS[10] status:DISPATCHED
+    KEYS[11] status:RUNNING
+    KEYS[12] status:FINISHED:COMPLETED
+    KEYS[13] status:FINISHED:ABORTED
+    KEYS[14] status:FINISHED:EXECUTION_EXCEPTION
+    KEYS[15] status:FINISHED:ABNORMAL
+    KEYS[16] status:FINISHED:CAN_NOT_SCHEDULE
+    KEYS[17] status:FINISHED:FAILED_TO_RUN
+    KEYS[18] status:FINISHED:ABANDONED
+
+    ARGV[1]  job id
+    ARGV[2]  new status, or "" to leave it
+    ARGV[3]  expected current status (compare-and-set), or ""
+    ARGV[4]  now, epoch microseconds
+    ARGV[5]  start_time to write on RUNNING (orjson string)
+    ARGV[6]  the client's local UTC offset in seconds (for start times without an offset)
+    ARGV[7]  actor
+    ARGV[8]  event stream cap
+    ARGV[9]  new priority, or "" when unchanged
+    ARGV[10] owner asserted by the caller, or "": a claimed job starts (RUNNING) or goes back to
+             the queue only by its owner's hand
+    ARGV[11] n: number of approval pairs that follow
+    ARGV[12 .. 11+2n] reviewer, orjson [approved, note] pairs
+    ARGV[12+2n ..] meta field, value pairs (orjson values)
+
+  Output:
+    {1, old status}  the status changed
+    {0, old status}  no status change (meta fields, if any, written)
+    {-1}             no such job
+    {-3, current}    the status table forbids current -> new; nothing written
+    {-4, current}    current status is not the expected one; nothing written
+    {-6, holder}     the job is claimed by another owner (holder, "" if unclaimed); nothing written
+]]
+-- @include "common"
+-- @include "duration"
+-- @include "move"
+
+local jid, new, expected, asserted = ARGV[1], ARGV[2], ARGV[3], ARGV[10]
+
+if redis.call("EXISTS", KEYS[1]) == 0 then return {E_NOT_FOUND} end
+local cur = unjson_str(redis.call("HGET", KEYS[1], "status")) or ""
+if expected ~= "" and cur ~= expected then return {E_CONFLICT, cur} end
+local change = new ~= "" and new ~= cur
+if change and not (TRANSITIONS[cur] and TRANSITIONS[cur][new]) then return {E_TRANSITION, cur} end
+if change then
+  local holder = redis.call("HGET", KEYS[7], jid)
+  local needs_owner = holder and (new == "RUNNING" or new == "SUBMITTED")
+  if (asserted ~= "" and holder ~= asserted) or (needs_owner and holder ~= asserted) then
+    return {E_NOT_OWNER, holder or ""}
+  end
+end
+
+-- Validated: from here on, only writes.
+local napprovals = tonumber(ARGV[11])
+local first_meta = 12 + 2 * napprovals
+hset_range(KEYS[1], first_meta, #ARGV)
+if napprovals > 0 then hset_range(KEYS[2], 12, first_meta - 1) end
+
+if change then
+  local ctx = {status0 = 7, queue = KEYS[4], jobs = KEYS[3], events = KEYS[5], leases = KEYS[6],
+               owners = KEYS[7], now_us = tonumber(ARGV[4]), time = tonumber(ARGV[4]) / 1e6,
+               start_time = ARGV[5], offset = ARGV[6], actor = ARGV[7], maxlen = ARGV[8]}
+  move(ctx, KEYS[1], jid, cur, new, "status")
+  return {OK, cur}
+end
+if cur == "SUBMITTED" and ARGV[9] ~= "" then
+  local seq = tonumber(redis.call("ZSCORE", KEYS[3], jid)) or 0
+  redis.call("ZADD", KEYS[4], queue_score(tonumber(ARGV[9]), seq), jid)
+end
+return {NOOP, cur}
