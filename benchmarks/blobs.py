@@ -17,9 +17,9 @@ import sys
 import redis
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import machine, median, real_server, save, server_info, table, timed  # noqa: E402
+from _common import machine, median, real_server, save, server_info, table, timed
 
-from redisjobs import DEFAULT_CHUNK_SIZE, RedisJobDefManager  # noqa: E402
+from redisjobs import DEFAULT_CHUNK_SIZE, RedisJobDefManager
 
 MB = 1_000_000
 
@@ -45,6 +45,35 @@ def used_memory(client: redis.Redis) -> int:
     return int(client.info("memory")["used_memory"])
 
 
+def measure(
+    m: RedisJobDefManager, client: redis.Redis, jid: str, data: bytes, cs: int, repeat: int
+) -> dict[str, float]:
+    """Median seconds of each operation, interleaved so that each pair shares the machine's mood."""
+    view = memoryview(data)
+    size = len(data)
+    put: list[float] = []
+    get: list[float] = []
+    rput: list[float] = []
+    rget: list[float] = []
+    for _ in range(repeat):
+        put.append(timed(lambda: m.save_workspace(jid, data)))
+        get.append(timed(lambda: m.get_storage_component(jid, "workspace")))
+        rput.append(timed(lambda: raw_put(client, "bench:raw", view, cs)))
+        rget.append(timed(lambda: raw_get(client, "bench:raw", size, cs)))
+        client.delete(*[f"bench:raw:{i}" for i in range(-(-size // cs))])
+    return {"put": median(put), "get": median(get), "raw_put": median(rput), "raw_get": median(rget)}
+
+
+def stored_bytes(m: RedisJobDefManager, client: redis.Redis, data: bytes) -> float:
+    """Redis used_memory growth per byte for one stored copy of ``data``."""
+    jid = m.create({"name": "memory"}, b"x")["job_id"]
+    before = used_memory(client)
+    m.save_workspace(jid, data)
+    grown = used_memory(client) - before
+    m.delete(jid)
+    return grown / len(data)
+
+
 def run(url: str, sizes_mb: list[int], chunk_sizes: list[int], repeat: int) -> dict[str, object]:
     client = redis.Redis.from_url(url)
     results: list[dict[str, object]] = []
@@ -53,43 +82,29 @@ def run(url: str, sizes_mb: list[int], chunk_sizes: list[int], repeat: int) -> d
         jid = m.create({"name": "bench"}, b"x")["job_id"]
         for size_mb in sizes_mb:
             size = size_mb * MB
-            data = os.urandom(min(size, 64 * MB)) * (-(-size // (64 * MB)))
-            data = data[:size]
-            view = memoryview(data)
-            put, get, rput, rget = [], [], [], []
-            for _ in range(repeat):
-                put.append(timed(lambda: m.save_workspace(jid, data)))
-                get.append(timed(lambda: m.get_storage_component(jid, "workspace")))
-                rput.append(timed(lambda: raw_put(client, "bench:raw", view, cs)))
-                rget.append(timed(lambda: raw_get(client, "bench:raw", size, cs)))
-                client.delete(*[f"bench:raw:{i}" for i in range(-(-size // cs))])
-            before = used_memory(client)
-            m.save_workspace(jid, data)  # replaces the stored copy: measure one copy alone
-            m.delete(jid)
-            after_delete = used_memory(client)
-            jid = m.create({"name": "bench"}, b"x")["job_id"]
-            m.save_workspace(jid, data)
-            stored = used_memory(client)
-            row = {
+            block = os.urandom(min(size, 64 * MB))
+            data = (block * -(-size // len(block)))[:size]
+            # Small sizes are over in a few ms: repeat them more so the medians mean something.
+            t = measure(m, client, jid, data, cs, max(repeat, 200 // max(size_mb, 1)))
+            memory = stored_bytes(m, client, data)
+            row: dict[str, float] = {
                 "chunk_size": cs,
                 "size_mb": size_mb,
-                "put_mb_s": size / MB / median(put),
-                "get_mb_s": size / MB / median(get),
-                "raw_set_mb_s": size / MB / median(rput),
-                "raw_get_mb_s": size / MB / median(rget),
-                "memory_per_byte": (stored - after_delete) / size,
+                "put_mb_s": size / MB / t["put"],
+                "get_mb_s": size / MB / t["get"],
+                "raw_set_mb_s": size / MB / t["raw_put"],
+                "raw_get_mb_s": size / MB / t["raw_get"],
+                "memory_per_byte": memory,
             }
-            row["put_ratio"] = row["put_mb_s"] / row["raw_set_mb_s"]  # type: ignore[operator]
-            row["get_ratio"] = row["get_mb_s"] / row["raw_get_mb_s"]  # type: ignore[operator]
-            results.append(row)
-            del before
+            row["put_ratio"] = row["put_mb_s"] / row["raw_set_mb_s"]
+            row["get_ratio"] = row["get_mb_s"] / row["raw_get_mb_s"]
+            results.append(dict(row))
             print(
                 f"chunk {cs:>8} size {size_mb:>5} MB: put {row['put_mb_s']:.0f} MB/s "
-                f"({row['put_ratio']:.2f}x raw), get {row['get_mb_s']:.0f} MB/s ({row['get_ratio']:.2f}x raw), "
-                f"memory {row['memory_per_byte']:.3f} B/B",
+                f"({row['put_ratio']:.2f}x raw), get {row['get_mb_s']:.0f} MB/s "
+                f"({row['get_ratio']:.2f}x raw), memory {memory:.3f} B/B",
                 flush=True,
             )
-            del data, view
         m.delete(jid)
         m.gc(grace=0)
         m.close()
@@ -97,7 +112,9 @@ def run(url: str, sizes_mb: list[int], chunk_sizes: list[int], repeat: int) -> d
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", help="a Redis to measure (default: a private redis-server)")
     parser.add_argument("--sizes", default="1,100,1024", help="sizes in MB, comma-separated")
     parser.add_argument("--chunk-sizes", default=str(DEFAULT_CHUNK_SIZE), help="bytes, comma-separated")
@@ -110,8 +127,9 @@ def main() -> None:
         out["server"] = server_info(url)
     out["machine"] = machine()
     rows = [
-        [r["chunk_size"], r["size_mb"], f"{r['put_mb_s']:.0f}", f"{r['raw_set_mb_s']:.0f}", f"{r['put_ratio']:.2f}",
-         f"{r['get_mb_s']:.0f}", f"{r['raw_get_mb_s']:.0f}", f"{r['get_ratio']:.2f}", f"{r['memory_per_byte']:.3f}"]
+        [r["chunk_size"], r["size_mb"], f"{r['put_mb_s']:.0f}", f"{r['raw_set_mb_s']:.0f}",
+         f"{r['put_ratio']:.2f}", f"{r['get_mb_s']:.0f}", f"{r['raw_get_mb_s']:.0f}", f"{r['get_ratio']:.2f}",
+         f"{r['memory_per_byte']:.3f}"]
         for r in out["results"]  # type: ignore[attr-defined]
     ]  # fmt: skip
     print()

@@ -88,8 +88,11 @@ def encode_fields(jid: object, meta: Mapping[Any, Any]) -> list[bytes | str]:
 def decode_meta(fields: Mapping[bytes, bytes], approvals: Mapping[bytes, bytes]) -> dict[str, Any]:
     """Rebuild a job's meta dict (a fresh one on every call) from its hash and approvals hash."""
     meta = {k.decode(): orjson.loads(v) for k, v in fields.items()}
-    if approvals:
-        meta["approvals"] = {k.decode(): orjson.loads(v) for k, v in approvals.items()}
+    if approvals or "approvals" in meta:
+        given = meta.get("approvals")
+        merged: dict[str, Any] = given if isinstance(given, dict) else {}
+        merged.update((k.decode(), orjson.loads(v)) for k, v in approvals.items())
+        meta["approvals"] = merged
     return meta
 
 

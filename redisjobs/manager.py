@@ -231,8 +231,8 @@ class RedisJobDefManager:
             InvalidJobId, InvalidMeta: before anything is written.
             JobExists: the id is taken (nothing is overwritten).
         """
-        meta.pop("submit_token", None)
         jid = self._new_id(meta)
+        meta.pop("submit_token", None)
         self._stamp(meta)
         meta["data_storage_format"] = 2
         self._store_new(jid, meta, uploaded_content)
@@ -281,7 +281,7 @@ class RedisJobDefManager:
     def _store_new(self, jid: str, meta: dict[str, Any], content: BlobSource) -> None:
         priority = check_priority(jid, meta.get("priority", 0))
         fields = dict(meta)
-        approvals = _approval_pairs(jid, fields.pop("approvals", None))
+        approvals = _split_approvals(jid, fields)
         encoded = encode_fields(jid, fields)
         manifest, writer = self.blobs.stage(jid, "data", content)
         k = self.keys
@@ -437,8 +437,10 @@ class RedisJobDefManager:
         for status in wanted:
             key = self.keys.status(check_status(None, status))
             ids.update(m.decode() for m in self.client.sscan_iter(key, count=self.batch_size))
-        jobs = self._fetch(sorted(ids))
-        return _by_submit_time(jobs)
+        ordered = sorted(ids)
+        seqs = self.client.zmscore(self.keys.jobs, ordered) if ordered else []
+        by_seq = sorted(zip(seqs, ordered, strict=True), key=lambda p: (p[0] is None, p[0] or 0.0))
+        return self._fetch([jid for _seq, jid in by_seq])
 
     def get_jobs_waiting_for_review(self, reviewer_name: str, fl_ctx: FlCtx = None) -> list[Job]:
         """Jobs (of any status, as NVFlare) that ``reviewer_name`` has not approved or rejected."""
@@ -504,7 +506,7 @@ class RedisJobDefManager:
     ) -> bool:
         expected_value = check_status(jid, expected) if expected is not None else ""
         priority = str(check_priority(jid, fields["priority"])) if "priority" in fields else ""
-        approvals = _approval_pairs(jid, fields.pop("approvals", None))
+        approvals = _split_approvals(jid, fields)
         encoded = encode_fields(jid, fields)
         now = _now()
         start_time = _utc_iso(now)
@@ -831,7 +833,8 @@ class RedisJobDefManager:
         exists, names = pipe.execute()
         if not exists:
             return []
-        return ["meta", *sorted(n.decode() for n in names)]
+        stored = sorted(n.decode() for n in names)
+        return ["meta", *(["data"] if "data" in stored else []), *(n for n in stored if n != "data")]
 
     def get_storage_component(self, jid: str, component: str, fl_ctx: FlCtx = None) -> bytes:
         """A component's bytes (``meta`` as JSON).
@@ -1031,6 +1034,8 @@ class RedisJobDefManager:
 
 
 def _approval_pairs(jid: str, approvals: Any) -> list[bytes | str]:
+    """Reviewer/value pairs for the approvals hash. Approvals live there, one field per reviewer,
+    so concurrent reviewers never overwrite each other; given approvals are merged per reviewer."""
     if approvals is None:
         return []
     if not isinstance(approvals, dict):
@@ -1038,12 +1043,14 @@ def _approval_pairs(jid: str, approvals: Any) -> list[bytes | str]:
     return encode_fields(jid, approvals)
 
 
-def _by_submit_time(jobs: list[Job]) -> list[Job]:
-    def key(job: Job) -> float:
-        value = job.meta.get("submit_time")
-        return float(value) if isinstance(value, int | float) else 0.0
-
-    return sorted(jobs, key=key)
+def _split_approvals(jid: str, fields: dict[str, Any]) -> list[bytes | str]:
+    """Take ``approvals`` out of meta fields into approvals-hash pairs, leaving an empty-dict
+    marker in the job hash so that a job given ``approvals: {}`` reads back with the key."""
+    if "approvals" not in fields:
+        return []
+    pairs = _approval_pairs(jid, fields["approvals"])
+    fields["approvals"] = {}
+    return pairs
 
 
 def _consume(path: str | os.PathLike[str]) -> None:
