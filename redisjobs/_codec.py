@@ -20,6 +20,10 @@ _STATUS_SET = frozenset(STATUSES)
 #: Component prefixes NVFlare allows besides data, meta and workspace (``<PREFIX>_<rest>``).
 COMPONENT_PREFIXES = ("ERRORLOG", "LOG")
 BASE_COMPONENTS = ("data", "meta", "workspace")
+#: Approvals are fields of the job hash named APPROVAL_FIELD + reviewer (one per reviewer, so
+#: concurrent reviewers never overwrite each other); meta keys may not contain NUL, so no meta key
+#: can collide with one.
+APPROVAL_FIELD = "\x00approval:"
 #: |priority| must stay below 2^21 so queue scores stay exact doubles.
 MAX_PRIORITY = 2**21 - 1
 
@@ -76,8 +80,8 @@ def encode_fields(jid: object, meta: Mapping[Any, Any]) -> list[bytes | str]:
     out: list[bytes | str] = []
     for key, value in meta.items():
         name = getattr(key, "value", key)  # a JobMetaKey works as a key
-        if not isinstance(name, str) or not name:
-            raise InvalidMeta(jid, f"meta keys must be non-empty strings, got {key!r}")
+        if not isinstance(name, str) or not name or "\x00" in name:
+            raise InvalidMeta(jid, f"meta keys must be non-empty strings without NUL, got {key!r}")
         try:
             out += [name, orjson.dumps(value)]
         except TypeError as e:
@@ -85,13 +89,37 @@ def encode_fields(jid: object, meta: Mapping[Any, Any]) -> list[bytes | str]:
     return out
 
 
-def decode_meta(fields: Mapping[bytes, bytes], approvals: Mapping[bytes, bytes]) -> dict[str, Any]:
-    """Rebuild a job's meta dict (a fresh one on every call) from its hash and approvals hash."""
-    meta = {k.decode(): orjson.loads(v) for k, v in fields.items()}
+_APPROVAL_PREFIX = APPROVAL_FIELD.encode()
+
+
+def approval_pairs(jid: object, approvals: Mapping[str, Any]) -> list[bytes | str]:
+    """``[APPROVAL_FIELD + reviewer, orjson([approved, note]), ...]`` for HSET."""
+    out: list[bytes | str] = []
+    for reviewer, verdict in approvals.items():
+        if not isinstance(reviewer, str) or not reviewer:
+            raise InvalidMeta(jid, f"reviewer names must be non-empty strings, got {reviewer!r}")
+        try:
+            out += [APPROVAL_FIELD + reviewer, orjson.dumps(verdict)]
+        except TypeError as e:
+            raise InvalidMeta(jid, f"the approval of {reviewer!r} is not JSON-serializable: {e}") from None
+    return out
+
+
+def decode_meta(fields: Mapping[bytes, bytes]) -> dict[str, Any]:
+    """Rebuild a job's meta dict (a fresh one on every call) from its hash: meta fields, and
+    approval fields gathered into ``meta["approvals"]`` (present once any approval exists, or when
+    the job was given an ``approvals`` key)."""
+    meta: dict[str, Any] = {}
+    approvals: dict[str, Any] = {}
+    for k, v in fields.items():
+        if k.startswith(_APPROVAL_PREFIX):
+            approvals[k[len(_APPROVAL_PREFIX) :].decode()] = orjson.loads(v)
+        else:
+            meta[k.decode()] = orjson.loads(v)
     if approvals or "approvals" in meta:
         given = meta.get("approvals")
         merged: dict[str, Any] = given if isinstance(given, dict) else {}
-        merged.update((k.decode(), orjson.loads(v)) for k, v in approvals.items())
+        merged.update(approvals)
         meta["approvals"] = merged
     return meta
 

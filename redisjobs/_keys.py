@@ -7,8 +7,8 @@ namespace's bytes spread over a cluster and one job's chunks live together.
 =====================================  ==========  ===================================================
 key                                    type        holds
 =====================================  ==========  ===================================================
-``job:<jid>``                          hash        meta: one field per top-level key, orjson values
-``approvals:<jid>``                    hash        reviewer -> orjson ``[approved, note]``
+``job:<jid>``                          hash        meta: one field per top-level key, orjson values;
+                                                   and "\\0approval:<reviewer>" -> ``[approved, note]``
 ``blobs:<jid>``                        hash        component -> orjson manifest
 ``status:<STATUS>``                    set         ids of the jobs in that status
 ``jobs``                               zset        every id, scored by a submit sequence number
@@ -50,9 +50,6 @@ class Keys:
 
     def job(self, jid: str) -> str:
         return f"{self.prefix}job:{jid}"
-
-    def approvals(self, jid: str) -> str:
-        return f"{self.prefix}approvals:{jid}"
 
     def blobs(self, jid: str) -> str:
         return f"{self.prefix}blobs:{jid}"

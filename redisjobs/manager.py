@@ -38,6 +38,8 @@ from ._blobs import (
     collect_garbage,
 )
 from ._codec import (
+    APPROVAL_FIELD,
+    approval_pairs,
     check_app_name,
     check_component,
     check_job_id,
@@ -62,7 +64,7 @@ from ._errors import (
 )
 from ._events import Event, Settled
 from ._keys import Keys
-from ._lifecycle import STATUSES, TRANSITIONS
+from ._lifecycle import FINISHED, STATUSES
 from ._scripts import Scripts
 from ._types import Job, RunStatus, SubmitRecordState
 
@@ -290,7 +292,6 @@ class RedisJobDefManager:
                 keys=[
                     k.job(jid),
                     k.blobs(jid),
-                    k.approvals(jid),
                     k.jobs,
                     k.queue,
                     k.seq,
@@ -305,7 +306,6 @@ class RedisJobDefManager:
                     _now(),
                     self.event_maxlen,
                     1,
-                    len(approvals) // 2,
                     writer.registration,
                     "data",
                     dumps(manifest),
@@ -332,7 +332,6 @@ class RedisJobDefManager:
         code, *rest = self._s.delete(
             keys=[
                 k.job(jid),
-                k.approvals(jid),
                 k.blobs(jid),
                 k.jobs,
                 k.queue,
@@ -370,12 +369,7 @@ class RedisJobDefManager:
             pipe = self.client.pipeline(transaction=False)
             for jid in batch:
                 pipe.hgetall(self.keys.job(jid))
-                pipe.hgetall(self.keys.approvals(jid))
-            replies = pipe.execute()
-            for i in range(len(batch)):
-                fields, approvals = replies[2 * i], replies[2 * i + 1]
-                if fields:
-                    out.append(Job.from_meta(decode_meta(fields, approvals)))
+            out += [Job.from_meta(decode_meta(fields)) for fields in pipe.execute() if fields]
         return out
 
     def iter_job_ids(self) -> Iterator[str]:
@@ -448,7 +442,7 @@ class RedisJobDefManager:
         for batch in self._ids_in_batches(self.iter_job_ids()):
             pipe = self.client.pipeline(transaction=False)
             for jid in batch:
-                pipe.hexists(self.keys.approvals(jid), reviewer_name)
+                pipe.hexists(self.keys.job(jid), APPROVAL_FIELD + reviewer_name)
             reviewed = pipe.execute()
             out += self._fetch([jid for jid, done in zip(batch, reviewed, strict=True) if not done])
         return out
@@ -514,7 +508,6 @@ class RedisJobDefManager:
         code, *rest = self._s.update(
             keys=[
                 k.job(jid),
-                k.approvals(jid),
                 k.jobs,
                 k.queue,
                 k.events,
@@ -533,7 +526,6 @@ class RedisJobDefManager:
                 self.event_maxlen,
                 priority,
                 owner or "",
-                len(approvals) // 2,
                 *approvals,
                 *encoded,
             ],
@@ -563,13 +555,22 @@ class RedisJobDefManager:
         if not isinstance(reviewer_name, str) or not reviewer_name:
             raise InvalidMeta(jid, f"reviewer_name must be a non-empty str, got {reviewer_name!r}")
         k = self.keys
-        value = encode_fields(jid, {reviewer_name: [approved, note]})[1]
+        field, value = approval_pairs(jid, {reviewer_name: [approved, note]})
         code, *rest = self._s.approve(
-            keys=[k.job(jid), k.approvals(jid), k.events],
-            args=[jid, reviewer_name, value, self.actor, _now(), self.event_maxlen, "1" if approved else "0"],
+            keys=[k.job(jid), k.events],
+            args=[
+                jid,
+                field,
+                value,
+                self.actor,
+                _now(),
+                self.event_maxlen,
+                "1" if approved else "0",
+                reviewer_name,
+            ],
         )
         raise_for_code(code, jid, rest)
-        return decode_meta(pairs_to_dict(rest[0]), pairs_to_dict(rest[1]))
+        return decode_meta(pairs_to_dict(rest[0]))
 
     # -- several server processes: claims, leases, reaping, events --------------------------------
 
@@ -586,7 +587,7 @@ class RedisJobDefManager:
             raise ValueError(f"lease must be between 0 and 30 days in seconds, got {lease!r}")
         if not 1 <= limit <= 1000:
             raise ValueError(f"limit must be between 1 and 1000, got {limit!r}")
-        window = min(1000, max(16, 4 * limit))
+        window = min(1000, 2 * limit + 14)
         k = self.keys
         fixed = [k.queue, k.leases, k.owners, k.events, k.jobs, k.status("SUBMITTED"), k.status("DISPATCHED")]
         candidates = self._queue_head
@@ -594,15 +595,15 @@ class RedisJobDefManager:
         for _attempt in range(4):
             keys = list(fixed)
             for jid in candidates:
-                keys += [k.job(jid), k.approvals(jid)]
+                keys.append(k.job(jid))
             _ok, got, head, _expiry, stale = self._s.claim(
                 keys=keys,
                 args=[owner, int(lease * 1000), limit - len(claimed), window, self.actor, self.event_maxlen,
                       _now(), *candidates],
             )  # fmt: skip
             candidates = self._queue_head = [h.decode() for h in head]
-            for _jid, fields, approvals in got:
-                job = Job.from_meta(decode_meta(pairs_to_dict(fields), pairs_to_dict(approvals)))
+            for _jid, fields in got:
+                job = Job.from_meta(decode_meta(pairs_to_dict(fields)))
                 job.dispatcher_id = owner
                 claimed.append(job)
             if len(claimed) >= limit or not stale:
@@ -665,9 +666,11 @@ class RedisJobDefManager:
         ``running`` (default FINISHED:ABANDONED; any FINISHED status may be chosen)."""
         _check_owner(owner)
         to_d, to_r = check_status(None, dispatched), check_status(None, running)
-        for old, new in ((RunStatus.DISPATCHED.value, to_d), (RunStatus.RUNNING.value, to_r)):
-            if new == old or new not in TRANSITIONS[old]:
-                raise InvalidTransition("<recover>", old, new)
+        # Settling lets go of the job: it must leave the held statuses (back to the queue, or done).
+        if to_d != RunStatus.SUBMITTED.value and to_d not in FINISHED:
+            raise InvalidTransition("<recover>", RunStatus.DISPATCHED.value, to_d)
+        if to_r not in FINISHED:
+            raise InvalidTransition("<recover>", RunStatus.RUNNING.value, to_r)
         held = [
             j.decode() for j, o in self.client.hscan_iter(self.keys.owners, count=1000) if o.decode() == owner
         ]
@@ -1033,24 +1036,16 @@ class RedisJobDefManager:
         return found
 
 
-def _approval_pairs(jid: str, approvals: Any) -> list[bytes | str]:
-    """Reviewer/value pairs for the approvals hash. Approvals live there, one field per reviewer,
-    so concurrent reviewers never overwrite each other; given approvals are merged per reviewer."""
-    if approvals is None:
-        return []
-    if not isinstance(approvals, dict):
-        raise InvalidMeta(jid, f"approvals must be a dict of reviewer -> [approved, note], got {approvals!r}")
-    return encode_fields(jid, approvals)
-
-
 def _split_approvals(jid: str, fields: dict[str, Any]) -> list[bytes | str]:
-    """Take ``approvals`` out of meta fields into approvals-hash pairs, leaving an empty-dict
-    marker in the job hash so that a job given ``approvals: {}`` reads back with the key."""
+    """Take ``approvals`` out of meta fields as one field per reviewer (merged, never replaced
+    whole), leaving an empty-dict marker so that a job given ``approvals: {}`` reads back with it."""
     if "approvals" not in fields:
         return []
-    pairs = _approval_pairs(jid, fields["approvals"])
+    approvals = fields["approvals"]
+    if not isinstance(approvals, dict):
+        raise InvalidMeta(jid, f"approvals must be a dict of reviewer -> [approved, note], got {approvals!r}")
     fields["approvals"] = {}
-    return pairs
+    return approval_pairs(jid, approvals)
 
 
 def _consume(path: str | os.PathLike[str]) -> None:

@@ -1161,7 +1161,7 @@ def test_delete_removes_everything(store: RedisJobDefManager) -> None:
     assert store.get_job(jid) is None
     assert store.get_content({"job_id": jid}) is None
     assert chunk_keys_of(store, jid) == []
-    for key in (store.keys.job(jid), store.keys.blobs(jid), store.keys.approvals(jid)):
+    for key in (store.keys.job(jid), store.keys.blobs(jid)):
         assert store.client.exists(key) == 0, key
     assert ids(store.get_all_jobs()) == [keep]
     assert ids(store.get_jobs_to_schedule()) == [keep]

@@ -15,7 +15,7 @@
     KEYS[5] all jobs zset       jobs
     KEYS[6] status:SUBMITTED
     KEYS[7] status:DISPATCHED
-    KEYS[8 ..] for the i-th candidate: KEYS[6+2i] its job hash, KEYS[7+2i] its approvals hash
+    KEYS[8 ..] the candidates' job hashes: KEYS[7+i] for the i-th
 
     ARGV[1] owner
     ARGV[2] lease, milliseconds
@@ -28,7 +28,7 @@
 
   Output:
     {1, claimed, head, expiry_ms, stale}
-      claimed: {jid, meta field/value array, approvals array} per claimed job, in queue order
+      claimed: {jid, job hash field/value array} per claimed job, in queue order
       head: the queue's first `window` ids after the claim
       expiry_ms: the leases' expiry, server time
       stale: 1 if the queue's head held a job that was not a candidate (call again with `head`)
@@ -46,13 +46,13 @@ local claimed, stale = {}, 0
 for _, jid in ipairs(redis.call("ZRANGE", KEYS[1], 0, limit - 1)) do
   local i = index[jid]
   if not i then stale = 1; break end
-  local job_key, approvals_key = KEYS[6 + 2 * i], KEYS[7 + 2 * i]
+  local job_key = KEYS[7 + i]
   redis.call("ZREM", KEYS[1], jid)
   redis.call("SMOVE", KEYS[6], KEYS[7], jid)
   redis.call("HSET", job_key, "status", json_str("DISPATCHED"))
   redis.call("ZADD", KEYS[2], expiry, jid)
   redis.call("HSET", KEYS[3], jid, owner)
   emit(KEYS[4], ARGV[6], jid, "claim", "SUBMITTED", "DISPATCHED", ARGV[5], ARGV[7])
-  claimed[#claimed + 1] = {jid, redis.call("HGETALL", job_key), redis.call("HGETALL", approvals_key)}
+  claimed[#claimed + 1] = {jid, redis.call("HGETALL", job_key)}
 end
 return {OK, claimed, redis.call("ZRANGE", KEYS[1], 0, window - 1), expiry, stale}

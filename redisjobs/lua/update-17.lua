@@ -6,23 +6,22 @@
 
   Input:
     KEYS[1]  job hash             job:<jid>
-    KEYS[2]  approvals hash       approvals:<jid>
-    KEYS[3]  all jobs zset        jobs
-    KEYS[4]  queue zset           queue
-    KEYS[5]  event stream         events
-    KEYS[6]  leases zset          leases
-    KEYS[7]  owners hash          owners
-    KEYS[8]  status:SUBMITTED
-    KEYS[9]  status:APPROVED
-    KEYS[10] status:DISPATCHED
-    KEYS[11] status:RUNNING
-    KEYS[12] status:FINISHED:COMPLETED
-    KEYS[13] status:FINISHED:ABORTED
-    KEYS[14] status:FINISHED:EXECUTION_EXCEPTION
-    KEYS[15] status:FINISHED:ABNORMAL
-    KEYS[16] status:FINISHED:CAN_NOT_SCHEDULE
-    KEYS[17] status:FINISHED:FAILED_TO_RUN
-    KEYS[18] status:FINISHED:ABANDONED
+    KEYS[2]  all jobs zset        jobs
+    KEYS[3]  queue zset           queue
+    KEYS[4]  event stream         events
+    KEYS[5]  leases zset          leases
+    KEYS[6]  owners hash          owners
+    KEYS[7]  status:SUBMITTED
+    KEYS[8]  status:APPROVED
+    KEYS[9]  status:DISPATCHED
+    KEYS[10] status:RUNNING
+    KEYS[11] status:FINISHED:COMPLETED
+    KEYS[12] status:FINISHED:ABORTED
+    KEYS[13] status:FINISHED:EXECUTION_EXCEPTION
+    KEYS[14] status:FINISHED:ABNORMAL
+    KEYS[15] status:FINISHED:CAN_NOT_SCHEDULE
+    KEYS[16] status:FINISHED:FAILED_TO_RUN
+    KEYS[17] status:FINISHED:ABANDONED
 
     ARGV[1]  job id
     ARGV[2]  new status, or "" to leave it
@@ -35,9 +34,8 @@
     ARGV[9]  new priority, or "" when unchanged
     ARGV[10] owner asserted by the caller, or "": a claimed job starts (RUNNING) or goes back to
              the queue only by its owner's hand
-    ARGV[11] n: number of approval pairs that follow
-    ARGV[12 .. 11+2n] reviewer, orjson [approved, note] pairs
-    ARGV[12+2n ..] meta field, value pairs (orjson values)
+    ARGV[11 ..] job hash field, value pairs: meta (orjson values) and approvals
+             ("\0approval:" .. reviewer -> orjson [approved, note])
 
   Output:
     {1, old status}  the status changed
@@ -59,7 +57,7 @@ if expected ~= "" and cur ~= expected then return {E_CONFLICT, cur} end
 local change = new ~= "" and new ~= cur
 if change and not (TRANSITIONS[cur] and TRANSITIONS[cur][new]) then return {E_TRANSITION, cur} end
 if change then
-  local holder = redis.call("HGET", KEYS[7], jid)
+  local holder = redis.call("HGET", KEYS[6], jid)
   local needs_owner = holder and (new == "RUNNING" or new == "SUBMITTED")
   if (asserted ~= "" and holder ~= asserted) or (needs_owner and holder ~= asserted) then
     return {E_NOT_OWNER, holder or ""}
@@ -67,20 +65,17 @@ if change then
 end
 
 -- Validated: from here on, only writes.
-local napprovals = tonumber(ARGV[11])
-local first_meta = 12 + 2 * napprovals
-hset_range(KEYS[1], first_meta, #ARGV)
-if napprovals > 0 then hset_range(KEYS[2], 12, first_meta - 1) end
+hset_range(KEYS[1], 11, #ARGV)
 
 if change then
-  local ctx = {status0 = 7, queue = KEYS[4], jobs = KEYS[3], events = KEYS[5], leases = KEYS[6],
-               owners = KEYS[7], now_us = tonumber(ARGV[4]), time = tonumber(ARGV[4]) / 1e6,
+  local ctx = {status0 = 6, queue = KEYS[3], jobs = KEYS[2], events = KEYS[4], leases = KEYS[5],
+               owners = KEYS[6], now_us = tonumber(ARGV[4]), time = tonumber(ARGV[4]) / 1e6,
                start_time = ARGV[5], offset = ARGV[6], actor = ARGV[7], maxlen = ARGV[8]}
   move(ctx, KEYS[1], jid, cur, new, "status")
   return {OK, cur}
 end
 if cur == "SUBMITTED" and ARGV[9] ~= "" then
-  local seq = tonumber(redis.call("ZSCORE", KEYS[3], jid)) or 0
-  redis.call("ZADD", KEYS[4], queue_score(tonumber(ARGV[9]), seq), jid)
+  local seq = tonumber(redis.call("ZSCORE", KEYS[2], jid)) or 0
+  redis.call("ZADD", KEYS[3], queue_score(tonumber(ARGV[9]), seq), jid)
 end
 return {NOOP, cur}

@@ -1,0 +1,54 @@
+--[[
+  Create a job, whole or not at all: meta (approvals are fields of the job hash too), blob
+  manifests, indexes and an event. Never overwrites.
+
+  Input:
+    KEYS[1] job hash             job:<jid>
+    KEYS[2] blob manifests hash  blobs:<jid>
+    KEYS[3] all jobs zset        jobs
+    KEYS[4] queue zset           queue
+    KEYS[5] sequence counter     seq
+    KEYS[6] event stream         events
+    KEYS[7] SUBMITTED set        status:SUBMITTED
+    KEYS[8] uploads zset         uploads
+
+    ARGV[1] job id
+    ARGV[2] priority (integer)
+    ARGV[3] actor
+    ARGV[4] time (epoch seconds)
+    ARGV[5] event stream cap
+    ARGV[6] n: number of blob manifests
+    ARGV[7] the data upload's registration in the uploads zset
+    ARGV[8 .. 7+2n] component, manifest pairs (the data manifest first)
+    ARGV[8+2n ..] job hash field, value pairs: meta (orjson values) and approvals
+            ("\0approval:" .. reviewer -> orjson [approved, note])
+
+  Output:
+    {1, seq}  created; also the reply when this very call ran before (a retry: the data
+              manifest, which carries a random version, is already the stored one)
+    {-2}      the id is taken (the upload's registration is dropped; the caller removes its chunks)
+    {-5}      the upload's registration is gone: gc() collected it as abandoned; nothing written
+]]
+-- @include "common"
+
+local jid = ARGV[1]
+local nblobs = tonumber(ARGV[6])
+local first_field = 8 + 2 * nblobs
+
+if redis.call("EXISTS", KEYS[1]) == 1 then
+  if nblobs > 0 and redis.call("HGET", KEYS[2], ARGV[8]) == ARGV[9] then
+    return {OK, tonumber(redis.call("ZSCORE", KEYS[3], jid))}
+  end
+  redis.call("ZREM", KEYS[8], ARGV[7])
+  return {E_EXISTS}
+end
+if redis.call("ZREM", KEYS[8], ARGV[7]) == 0 then return {E_UPLOAD_EXPIRED} end
+
+local seq = redis.call("INCR", KEYS[5])
+hset_range(KEYS[1], first_field, #ARGV)
+if nblobs > 0 then hset_range(KEYS[2], 8, first_field - 1) end
+redis.call("ZADD", KEYS[3], seq, jid)
+redis.call("ZADD", KEYS[4], queue_score(tonumber(ARGV[2]), seq), jid)
+redis.call("SADD", KEYS[7], jid)
+emit(KEYS[6], ARGV[5], jid, "create", "", "SUBMITTED", ARGV[3], ARGV[4])
+return {OK, seq}

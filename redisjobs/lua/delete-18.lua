@@ -1,0 +1,50 @@
+--[[
+  Delete a job: meta, approvals, manifests and every index entry, with an event. The blob chunks
+  live in the job's own hash slot: the caller unlinks them with the manifests returned here
+  (gc() finds any a crash left behind).
+
+  Input:
+    KEYS[1]  job hash             job:<jid>
+    KEYS[2]  blob manifests hash  blobs:<jid>
+    KEYS[3]  all jobs zset        jobs
+    KEYS[4]  queue zset           queue
+    KEYS[5]  event stream         events
+    KEYS[6]  leases zset          leases
+    KEYS[7]  owners hash          owners
+    KEYS[8]  status:SUBMITTED
+    KEYS[9]  status:APPROVED
+    KEYS[10] status:DISPATCHED
+    KEYS[11] status:RUNNING
+    KEYS[12] status:FINISHED:COMPLETED
+    KEYS[13] status:FINISHED:ABORTED
+    KEYS[14] status:FINISHED:EXECUTION_EXCEPTION
+    KEYS[15] status:FINISHED:ABNORMAL
+    KEYS[16] status:FINISHED:CAN_NOT_SCHEDULE
+    KEYS[17] status:FINISHED:FAILED_TO_RUN
+    KEYS[18] status:FINISHED:ABANDONED
+
+    ARGV[1] job id
+    ARGV[2] actor
+    ARGV[3] time (epoch seconds)
+    ARGV[4] event stream cap
+
+  Output:
+    {1, old status, manifests as a component/manifest array}
+    {-1}  no such job
+]]
+-- @include "common"
+
+local STATUS_KEY0 = 7
+local jid = ARGV[1]
+if redis.call("EXISTS", KEYS[1]) == 0 then return {E_NOT_FOUND} end
+local cur = unjson_str(redis.call("HGET", KEYS[1], "status")) or ""
+local manifests = redis.call("HGETALL", KEYS[2])
+-- Every status set, not only the recorded one: no index may keep a deleted id.
+for i = 1, #STATUSES do redis.call("SREM", KEYS[STATUS_KEY0 + i], jid) end
+redis.call("ZREM", KEYS[3], jid)
+redis.call("ZREM", KEYS[4], jid)
+redis.call("ZREM", KEYS[6], jid)
+redis.call("HDEL", KEYS[7], jid)
+redis.call("DEL", KEYS[1], KEYS[2])
+emit(KEYS[5], ARGV[4], jid, "delete", cur, "", ARGV[2], ARGV[3])
+return {OK, cur, manifests}

@@ -1,0 +1,702 @@
+"""Claims, leases, reaping, recovery and the event stream (several server processes on one store).
+
+Most tests run on fakeredis and on a real redis-server (the ``store`` / ``make_store`` fixtures,
+which check the index invariants after each test); the fork and spawn tests use the real server.
+Leases are short (tens of milliseconds) so that expiry can be waited for; every sleep is at most
+0.3 s and every loop is bounded.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import re
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from redisjobs import (
+    Event,
+    InvalidTransition,
+    JobNotFound,
+    NotOwner,
+    RedisJobDefManager,
+    RunStatus,
+    Settled,
+    StatusConflict,
+)
+
+DISPATCHED = RunStatus.DISPATCHED.value
+SUBMITTED = RunStatus.SUBMITTED.value
+RUNNING = RunStatus.RUNNING.value
+ABANDONED = RunStatus.ABANDONED.value
+ABORTED = RunStatus.FINISHED_ABORTED.value
+
+#: str(datetime.timedelta), as NVFlare writes durations
+DURATION = re.compile(r"^(-?\d+ days?, )?\d+:\d\d:\d\d(\.\d{6})?$")
+
+
+def submit(m: RedisJobDefManager, priority: int | None = None, name: str = "job") -> str:
+    meta: dict[str, Any] = {"name": name}
+    if priority is not None:
+        meta["priority"] = priority
+    return str(m.create(meta, b"content")["job_id"])
+
+
+def ids(jobs: list[Any]) -> list[str]:
+    return [j.job_id for j in jobs]
+
+
+def status(m: RedisJobDefManager, jid: str) -> str | None:
+    job = m.get_job(jid)
+    assert job is not None
+    return job.status
+
+
+def queued(m: RedisJobDefManager) -> list[str]:
+    return ids(m.get_jobs_to_schedule())
+
+
+# -- claim: order, state, validation -------------------------------------------------------------
+
+
+def test_claim_takes_highest_priority_first_then_submit_order(store: RedisJobDefManager) -> None:
+    a = submit(store)
+    b = submit(store, 5)
+    c = submit(store, 0)
+    d = submit(store, 5)
+    e = submit(store, -1)
+    f = submit(store, 10)
+    assert queued(store) == [f, b, d, a, c, e]
+
+    first = store.claim("srv-1", limit=3)
+    assert ids(first) == [f, b, d]
+    assert queued(store) == [a, c, e]
+    rest = store.claim("srv-1", limit=10)
+    assert ids(rest) == [a, c, e]
+    assert store.claim("srv-1") == []
+    assert queued(store) == []
+    assert {j.job_id for j in store.get_jobs_by_status(DISPATCHED)} == {a, b, c, d, e, f}
+
+
+def test_claimed_jobs_are_dispatched_with_owner_and_lease(store: RedisJobDefManager) -> None:
+    jids = [submit(store) for _ in range(3)]
+    before = time.time()
+    got = store.claim("srv-1", lease=30, limit=2)
+    after = time.time()
+    assert ids(got) == jids[:2]
+    for job in got:
+        assert job.dispatcher_id == "srv-1"
+        assert job.meta["status"] == DISPATCHED
+        assert status(store, job.job_id) == DISPATCHED
+        lease = store.lease_of(job.job_id)
+        assert lease is not None
+        owner, expiry = lease
+        assert owner == "srv-1"
+        assert before + 30 - 1 <= expiry <= after + 30 + 1
+    # The job left behind is untouched.
+    assert store.lease_of(jids[2]) is None
+    assert status(store, jids[2]) == SUBMITTED
+
+
+def test_claim_lease_is_a_float_number_of_seconds(store: RedisJobDefManager) -> None:
+    jid = submit(store)
+    before = time.time()
+    store.claim("srv-1", lease=0.25)
+    lease = store.lease_of(jid)
+    assert lease is not None
+    assert before + 0.25 - 0.5 <= lease[1] <= time.time() + 0.25 + 0.5
+    assert lease[1] < before + 5  # not rounded up to whole seconds or minutes
+
+
+def test_claim_of_an_empty_queue_returns_nothing(store: RedisJobDefManager) -> None:
+    assert store.claim("srv-1") == []
+    assert store.claim("srv-1", limit=5) == []
+    jid = submit(store)
+    store.set_status(jid, ABORTED)
+    assert store.claim("srv-1", limit=5) == []
+    assert store.lease_of(jid) is None
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"owner": "srv-1", "limit": 0},
+        {"owner": "srv-1", "limit": -1},
+        {"owner": "srv-1", "limit": 1001},
+        {"owner": "srv-1", "lease": 0},
+        {"owner": "srv-1", "lease": -1.0},
+        {"owner": ""},
+        {"owner": None},
+    ],
+    ids=["limit0", "limit-1", "limit1001", "lease0", "lease-1", "owner-empty", "owner-none"],
+)
+def test_claim_validates_its_arguments(store: RedisJobDefManager, kwargs: dict[str, Any]) -> None:
+    jid = submit(store)
+    args = dict(kwargs)  # the parametrized dict is shared by both backends' runs
+    owner = args.pop("owner")
+    with pytest.raises(ValueError):
+        store.claim(owner, **args)
+    assert status(store, jid) == SUBMITTED
+    assert store.lease_of(jid) is None
+    assert queued(store) == [jid]
+
+
+# -- several managers ----------------------------------------------------------------------------
+
+
+def test_two_managers_claiming_alternately_never_share_a_job(make_store: Any) -> None:
+    m1, m2 = make_store(), make_store()
+    jids = [submit(m1 if i % 2 else m2) for i in range(12)]
+    taken: list[tuple[str, str]] = []
+    for i in range(14):
+        m, owner = (m1, "one") if i % 2 == 0 else (m2, "two")
+        for job in m.claim(owner):
+            taken.append((job.job_id, owner))
+    assert [jid for jid, _ in taken] == jids  # each once, in submit order
+    for jid, owner in taken:
+        lease = m1.lease_of(jid)
+        assert lease is not None and lease[0] == owner
+    assert queued(m2) == []
+
+
+def test_a_job_submitted_after_the_head_was_cached_is_claimed_first(make_store: Any) -> None:
+    m1, m2 = make_store(), make_store()
+    low = [submit(m1) for _ in range(4)]
+    assert ids(m1.claim("one")) == low[:1]  # m1 now caches the queue's head: low[1:]
+    urgent = submit(m2, priority=10)
+    assert ids(m1.claim("one")) == [urgent]
+    # Another manager took the jobs m1 saw at the head: m1 still claims the right one.
+    assert ids(m2.claim("two", limit=2)) == low[1:3]
+    assert ids(m1.claim("one")) == [low[3]]
+    assert m1.claim("one") == []
+
+
+def test_stale_head_with_limit_claims_in_queue_order(make_store: Any) -> None:
+    m1, m2 = make_store(), make_store()
+    low = [submit(m1) for _ in range(3)]
+    assert ids(m1.claim("one")) == low[:1]
+    high = [submit(m2, priority=3), submit(m2, priority=7)]
+    assert ids(m1.claim("one", limit=3)) == [high[1], high[0], low[1]]
+    assert queued(m2) == [low[2]]
+
+
+# -- only the owner ------------------------------------------------------------------------------
+
+
+def test_only_the_owner_starts_a_claimed_job(store: RedisJobDefManager) -> None:
+    jid = submit(store)
+    store.claim("srv-1")
+    with pytest.raises(NotOwner) as err:
+        store.set_status(jid, RUNNING, owner="other")
+    assert isinstance(err.value, PermissionError)
+    assert err.value.holder == "srv-1"
+    with pytest.raises(NotOwner):
+        store.set_status(jid, RUNNING)
+    with pytest.raises(NotOwner):
+        store.set_status(jid, SUBMITTED)  # requeue by the owner only, too
+    assert status(store, jid) == DISPATCHED
+    assert store.lease_of(jid) is not None
+
+    assert store.set_status(jid, RUNNING, owner="srv-1") is True
+    job = store.get_job(jid)
+    assert job is not None and job.status == RUNNING
+    assert job.meta["start_time"] not in ("", None)
+    lease = store.lease_of(jid)
+    assert lease is not None and lease[0] == "srv-1"  # a running job keeps its lease
+
+
+def test_renew_and_release_by_another_owner_are_refused(store: RedisJobDefManager) -> None:
+    jid = submit(store)
+    store.claim("srv-1", lease=30)
+    lease = store.lease_of(jid)
+    with pytest.raises(NotOwner) as err:
+        store.renew(jid, "other", lease=60)
+    assert err.value.holder == "srv-1"
+    with pytest.raises(NotOwner):
+        store.release(jid, "other")
+    assert store.lease_of(jid) == lease
+    assert status(store, jid) == DISPATCHED
+
+
+def test_release_of_a_running_job_is_a_conflict(store: RedisJobDefManager) -> None:
+    jid = submit(store)
+    store.claim("srv-1")
+    store.set_status(jid, RUNNING, owner="srv-1")
+    with pytest.raises(StatusConflict) as err:
+        store.release(jid, "srv-1")
+    assert err.value.actual == RUNNING
+    assert status(store, jid) == RUNNING
+    lease = store.lease_of(jid)
+    assert lease is not None and lease[0] == "srv-1"
+
+
+def test_release_puts_the_job_back_at_its_place(store: RedisJobDefManager) -> None:
+    a, b, c, d = (submit(store) for _ in range(4))
+    assert ids(store.claim("srv-1", limit=2)) == [a, b]
+    store.release(b, "srv-1")
+    assert status(store, b) == SUBMITTED
+    assert store.lease_of(b) is None
+    assert queued(store) == [b, c, d]
+    store.release(a, "srv-1")
+    assert queued(store) == [a, b, c, d]
+    assert ids(store.claim("srv-2")) == [a]
+    assert ids(store.claim("srv-2", limit=2)) == [b, c]
+    assert store.lease_of(a) is not None and store.lease_of(a)[0] == "srv-2"  # type: ignore[index]
+
+
+def test_release_keeps_priority_order(store: RedisJobDefManager) -> None:
+    low = submit(store, 1)
+    high = submit(store, 9)
+    assert ids(store.claim("srv-1")) == [high]
+    later_high = submit(store, 9)
+    store.release(high, "srv-1")
+    assert queued(store) == [high, later_high, low]
+
+
+def test_anyone_may_finish_a_claimed_job_which_clears_the_lease(make_store: Any) -> None:
+    owner_store, other_store = make_store(), make_store()
+    dispatched, running = submit(owner_store), submit(owner_store)
+    owner_store.claim("srv-1", limit=2)
+    owner_store.set_status(running, RUNNING, owner="srv-1")
+
+    assert other_store.set_status(dispatched, ABORTED) is True
+    assert other_store.set_status(running, ABORTED) is True
+    for jid in (dispatched, running):
+        assert status(owner_store, jid) == ABORTED
+        assert owner_store.lease_of(jid) is None
+        with pytest.raises(NotOwner) as err:
+            owner_store.renew(jid, "srv-1")
+        assert err.value.holder == ""
+    duration = owner_store.get_meta(running)["duration"]
+    assert DURATION.match(duration), duration
+
+
+def test_a_change_naming_another_owner_is_refused(store: RedisJobDefManager) -> None:
+    jid = submit(store)
+    store.claim("srv-1")
+    with pytest.raises(NotOwner):
+        store.set_status(jid, ABORTED, owner="other")
+    assert status(store, jid) == DISPATCHED
+    assert store.set_status(jid, ABORTED, owner="srv-1") is True
+    assert store.lease_of(jid) is None
+
+
+def test_nvflare_style_dispatch_without_claim(store: RedisJobDefManager) -> None:
+    jid = submit(store)
+    assert store.set_status(jid, DISPATCHED) is True
+    assert store.lease_of(jid) is None
+    assert store.set_status(jid, RUNNING) is True
+    job = store.get_job(jid)
+    assert job is not None and job.status == RUNNING
+    assert job.meta["start_time"] not in ("", None)
+    assert store.lease_of(jid) is None
+    assert store.reap() == []
+    assert store.recover("srv-1") == []
+    assert status(store, jid) == RUNNING
+
+
+# -- renew and reap ------------------------------------------------------------------------------
+
+
+def test_renew_extends_the_lease_and_keeps_the_job_from_being_reaped(store: RedisJobDefManager) -> None:
+    jid = submit(store)
+    store.claim("srv-1", lease=0.2)
+    first = store.lease_of(jid)
+    assert first is not None
+    time.sleep(0.05)
+    expiry = store.renew(jid, "srv-1", lease=1.0)
+    assert expiry > first[1] + 0.5
+    assert store.lease_of(jid) == ("srv-1", pytest.approx(expiry, abs=0.002))
+    time.sleep(0.25)  # past the first lease
+    assert store.reap() == []
+    assert status(store, jid) == DISPATCHED
+    assert store.lease_of(jid) == ("srv-1", pytest.approx(expiry, abs=0.002))
+    # Renewing a running job works too.
+    store.set_status(jid, RUNNING, owner="srv-1")
+    assert store.renew(jid, "srv-1", lease=2.0) >= expiry
+
+
+def test_reap_settles_expired_leases(store: RedisJobDefManager) -> None:
+    dispatched, running, kept = submit(store), submit(store), submit(store)
+    later = submit(store)
+    assert ids(store.claim("srv-1", lease=0.05, limit=2)) == [dispatched, running]
+    store.set_status(running, RUNNING, owner="srv-1")
+    assert ids(store.claim("srv-2", lease=60)) == [kept]
+    time.sleep(0.15)
+
+    settled = store.reap()
+    assert all(isinstance(s, Settled) for s in settled)
+    assert sorted(settled, key=lambda s: s.jid) == sorted(
+        [
+            Settled(dispatched, DISPATCHED, SUBMITTED, "srv-1"),
+            Settled(running, RUNNING, ABANDONED, "srv-1"),
+        ],
+        key=lambda s: s.jid,
+    )
+    assert status(store, dispatched) == SUBMITTED
+    assert status(store, running) == ABANDONED
+    assert store.lease_of(dispatched) is None
+    assert store.lease_of(running) is None
+    assert queued(store) == [dispatched, later]  # schedulable again, at its place
+    lease = store.lease_of(kept)
+    assert lease is not None and lease[0] == "srv-2"
+    assert status(store, kept) == DISPATCHED
+
+    with pytest.raises(NotOwner) as err:
+        store.renew(dispatched, "srv-1")
+    assert err.value.holder == ""
+    with pytest.raises(NotOwner):
+        store.renew(running, "srv-1")
+    with pytest.raises(StatusConflict):  # back in the queue: no longer DISPATCHED
+        store.release(dispatched, "srv-1")
+    assert store.reap() == []
+
+
+def test_reap_with_nothing_due_returns_nothing(store: RedisJobDefManager) -> None:
+    assert store.reap() == []
+    jid = submit(store)
+    assert store.reap() == []
+    store.claim("srv-1", lease=60)
+    assert store.reap() == []
+    assert status(store, jid) == DISPATCHED
+
+
+def test_a_reaped_job_is_claimed_by_the_next_server(make_store: Any) -> None:
+    m1, m2 = make_store(), make_store()
+    jid = submit(m1)
+    m1.claim("dead", lease=0.05)
+    time.sleep(0.1)
+    assert m2.claim("alive") == []  # claim does not reap: the lease is expired but still held
+    assert [s.jid for s in m2.reap()] == [jid]
+    assert ids(m2.claim("alive")) == [jid]
+    with pytest.raises(NotOwner) as err:
+        m1.set_status(jid, RUNNING, owner="dead")
+    assert err.value.holder == "alive"
+
+
+# -- recover -------------------------------------------------------------------------------------
+
+
+def test_recover_settles_only_that_owners_jobs(make_store: Any) -> None:
+    m = make_store()
+    a1, a2, b1, b2 = (submit(m) for _ in range(4))
+    assert ids(m.claim("A", limit=2)) == [a1, a2]
+    assert ids(m.claim("B", limit=2)) == [b1, b2]
+    m.set_status(a2, RUNNING, owner="A")
+    m.set_status(b2, RUNNING, owner="B")
+    b_leases = (m.lease_of(b1), m.lease_of(b2))
+
+    settled = make_store().recover("A")
+    assert sorted(settled, key=lambda s: s.jid) == sorted(
+        [Settled(a1, DISPATCHED, SUBMITTED, "A"), Settled(a2, RUNNING, ABANDONED, "A")],
+        key=lambda s: s.jid,
+    )
+    assert status(m, a1) == SUBMITTED
+    assert status(m, a2) == ABANDONED
+    assert m.lease_of(a1) is None and m.lease_of(a2) is None
+    assert queued(m) == [a1]
+    # B is untouched.
+    assert (status(m, b1), status(m, b2)) == (DISPATCHED, RUNNING)
+    assert (m.lease_of(b1), m.lease_of(b2)) == b_leases
+    assert m.recover("A") == []
+
+
+def test_recover_running_to_aborted_writes_a_duration(store: RedisJobDefManager) -> None:
+    dispatched, running = submit(store), submit(store)
+    store.claim("srv-1", limit=2)
+    store.set_status(running, RUNNING, owner="srv-1")
+    time.sleep(0.02)
+    settled = store.recover("srv-1", running="FINISHED:ABORTED", dispatched=ABORTED)
+    assert {(s.jid, s.old, s.new) for s in settled} == {
+        (dispatched, DISPATCHED, ABORTED),
+        (running, RUNNING, ABORTED),
+    }
+    meta = store.get_meta(running)
+    assert meta["status"] == ABORTED
+    assert DURATION.match(meta["duration"]), meta["duration"]
+    assert meta["duration"] != "0:00:00"
+    assert store.get_meta(dispatched)["duration"] == "N/A"  # never started
+    assert store.lease_of(running) is None and store.lease_of(dispatched) is None
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"running": "SUBMITTED"},
+        {"running": "RUNNING"},
+        {"running": "DISPATCHED"},
+        {"dispatched": "RUNNING"},
+        {"dispatched": "DISPATCHED"},
+        {"dispatched": "APPROVED"},
+    ],
+    ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()),
+)
+def test_recover_refuses_a_forbidden_target(store: RedisJobDefManager, kwargs: dict[str, str]) -> None:
+    dispatched, running = submit(store), submit(store)
+    store.claim("srv-1", limit=2)
+    store.set_status(running, RUNNING, owner="srv-1")
+    with pytest.raises(InvalidTransition):
+        store.recover("srv-1", **kwargs)
+    assert status(store, dispatched) == DISPATCHED
+    assert status(store, running) == RUNNING
+    for jid in (dispatched, running):
+        lease = store.lease_of(jid)
+        assert lease is not None and lease[0] == "srv-1"
+
+
+def test_recover_validates_the_owner(store: RedisJobDefManager) -> None:
+    with pytest.raises(ValueError):
+        store.recover("")
+
+
+# -- delete --------------------------------------------------------------------------------------
+
+
+def test_delete_of_a_claimed_job_clears_its_lease(store: RedisJobDefManager) -> None:
+    dispatched, running = submit(store), submit(store)
+    store.claim("srv-1", limit=2, lease=0.05)
+    store.set_status(running, RUNNING, owner="srv-1")
+    store.delete(dispatched)
+    store.delete(running)
+    assert store.lease_of(dispatched) is None
+    assert store.lease_of(running) is None
+    with pytest.raises(JobNotFound):
+        store.renew(dispatched, "srv-1")
+    time.sleep(0.1)
+    assert store.reap() == []
+    assert store.recover("srv-1") == []
+
+
+# -- events --------------------------------------------------------------------------------------
+
+
+def test_events_record_every_change(make_store: Any) -> None:
+    m = make_store(actor="tester")
+    t0 = time.time()
+    j1 = submit(m)
+    m.set_approval(j1, "alice", True, "ok")
+    j2 = submit(m)
+    assert ids(m.claim("A", lease=0.05)) == [j1]
+    m.set_status(j1, RUNNING, owner="A")
+    assert ids(m.claim("B", lease=60)) == [j2]
+    time.sleep(0.1)
+    assert [s.jid for s in m.reap()] == [j1]
+    assert [s.jid for s in m.recover("B")] == [j2]
+    m.delete(j2)
+    t1 = time.time()
+
+    events = m.events()
+    assert all(isinstance(e, Event) for e in events)
+    got = [(e.jid, e.op, e.old, e.new) for e in events]
+    assert got[1][:3] == (j1, "approval", "")
+    assert "alice" in got[1][3]
+    got[1] = (j1, "approval", "", "")
+    assert got == [
+        (j1, "create", "", SUBMITTED),
+        (j1, "approval", "", ""),
+        (j2, "create", "", SUBMITTED),
+        (j1, "claim", SUBMITTED, DISPATCHED),
+        (j1, "status", DISPATCHED, RUNNING),
+        (j2, "claim", SUBMITTED, DISPATCHED),
+        (j1, "reap", RUNNING, ABANDONED),
+        (j2, "recover", DISPATCHED, SUBMITTED),
+        (j2, "delete", SUBMITTED, ""),
+    ]
+    assert all(e.actor == "tester" for e in events)
+    assert all(t0 - 1 <= e.time <= t1 + 1 for e in events)
+    assert [e.time for e in events] == sorted(e.time for e in events)
+    assert len({e.id for e in events}) == len(events)
+
+    assert m.events(since=events[3].id) == events[4:]
+    assert m.events(since=events[-1].id) == []
+    assert m.events(count=2) == events[:2]
+
+
+def test_events_of_another_manager_carry_its_actor(make_store: Any) -> None:
+    m1, m2 = make_store(actor="one"), make_store(actor="two")
+    jid = submit(m1)
+    m2.claim("srv-2")
+    assert [(e.op, e.actor) for e in m1.events()] == [("create", "one"), ("claim", "two")]
+    assert all(e.jid == jid for e in m2.events())
+
+
+# -- watch ---------------------------------------------------------------------------------------
+
+
+def bounded(events: Iterator[Event], n: int = 200) -> list[Event]:
+    return list(itertools.islice(events, n))
+
+
+def test_watch_from_the_start_yields_everything_then_stops(store: RedisJobDefManager) -> None:
+    for _ in range(3):
+        submit(store)
+    store.claim("srv-1")
+    existing = store.events()
+    assert len(existing) == 4
+    start = time.monotonic()
+    seen = bounded(store.watch(since="0", block=0.05, idle_timeout=0.2))
+    elapsed = time.monotonic() - start
+    assert seen == existing
+    assert elapsed < 3
+
+
+def test_watch_resumes_after_an_id(store: RedisJobDefManager) -> None:
+    for _ in range(5):
+        submit(store)
+    existing = store.events()
+    assert len(existing) == 5
+    assert bounded(store.watch(since=existing[2].id, block=0.05, idle_timeout=0.2)) == existing[3:]
+    assert bounded(store.watch(since=existing[-1].id, block=0.05, idle_timeout=0.2)) == []
+
+
+def test_watch_new_sees_only_events_after_it_started(store: RedisJobDefManager) -> None:
+    for _ in range(2):
+        submit(store)
+    old_ids = {e.id for e in store.events()}
+    created: list[str] = []
+
+    def later() -> None:
+        time.sleep(0.1)
+        created.append(submit(store))
+
+    thread = threading.Thread(target=later)
+    seen: list[Event] = []
+    watcher = store.watch("$", block=0.1, idle_timeout=0.5)
+    thread.start()
+    try:
+        for event in itertools.islice(watcher, 20):
+            seen.append(event)
+            if created and event.jid == created[0]:
+                break
+    finally:
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert created
+    assert [(e.jid, e.op) for e in seen] == [(created[0], "create")]
+    assert not {e.id for e in seen} & old_ids
+
+
+# -- threads -------------------------------------------------------------------------------------
+
+
+def test_threads_sharing_a_manager_claim_each_job_once(store: RedisJobDefManager) -> None:
+    jids = [submit(store, priority=i % 3) for i in range(40)]
+    results: dict[int, list[str]] = {i: [] for i in range(8)}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def work(n: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            for _ in range(60):
+                got = store.claim(f"t{n}", limit=1 + n % 2)
+                if not got:
+                    return
+                results[n] += ids(got)
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    claimed = [jid for got in results.values() for jid in got]
+    assert len(claimed) == 40
+    assert sorted(claimed) == sorted(jids)
+    assert queued(store) == []
+    for n, got in results.items():
+        for jid in got:
+            lease = store.lease_of(jid)
+            assert lease is not None and lease[0] == f"t{n}"
+
+
+# -- processes (real server) ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def real_namespace(redis_url: str) -> Iterator[tuple[str, str]]:
+    """``(url, namespace)`` on the real server; the namespace is checked and removed afterwards."""
+    namespace = "t-" + uuid.uuid4().hex[:12]
+    yield redis_url, namespace
+    with RedisJobDefManager(redis_url, namespace=namespace) as m:
+        assert m.check_invariants() == []
+        for key in list(m.client.scan_iter(match=f"rj:{{{namespace}*", count=1000)):
+            m.client.unlink(key)
+
+
+def _wait_child(pid: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, code = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(code)
+        time.sleep(0.02)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    raise AssertionError(f"child {pid} did not finish within {timeout} s")
+
+
+@pytest.mark.real
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_manager_used_after_fork(real_namespace: tuple[str, str]) -> None:
+    url, namespace = real_namespace
+    with RedisJobDefManager(url, namespace=namespace) as m:
+        first, second = submit(m), submit(m)
+        assert ids(m.claim("parent")) == [first]  # the parent's pool holds a connection now
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+            pid = os.fork()
+        if pid == 0:  # the child: never return into pytest
+            ok = False
+            try:
+                got = m.claim("child", lease=60)
+                ok = ids(got) == [second] and m.lease_of(second) is not None
+            finally:
+                os._exit(0 if ok else 1)
+        assert _wait_child(pid, 30) == 0
+        lease = m.lease_of(second)
+        assert lease is not None and lease[0] == "child"
+        assert status(m, second) == DISPATCHED
+        # The parent's manager still works after the child used (and closed) its copy.
+        assert m.claim("parent") == []
+        m.set_status(first, RUNNING, owner="parent")
+        assert status(m, first) == RUNNING
+
+
+def _spawned_claim(url: str, namespace: str, owner: str, out: Any) -> None:
+    with RedisJobDefManager(url, namespace=namespace) as m:
+        out.put(ids(m.claim(owner, lease=60)))
+
+
+@pytest.mark.real
+def test_manager_built_in_a_spawned_process(real_namespace: tuple[str, str]) -> None:
+    url, namespace = real_namespace
+    with RedisJobDefManager(url, namespace=namespace) as m:
+        first, second = submit(m, priority=1), submit(m, priority=2)
+        ctx = multiprocessing.get_context("spawn")
+        out = ctx.Queue()
+        proc = ctx.Process(target=_spawned_claim, args=(url, namespace, "spawned", out))
+        proc.start()
+        try:
+            got = out.get(timeout=60)
+        finally:
+            proc.join(timeout=60)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=10)
+        assert proc.exitcode == 0
+        assert got == [second]
+        lease = m.lease_of(second)
+        assert lease is not None and lease[0] == "spawned"
+        assert status(m, second) == DISPATCHED
+        assert queued(m) == [first]
