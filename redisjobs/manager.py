@@ -592,14 +592,12 @@ class RedisJobDefManager:
         fixed = [k.queue, k.leases, k.owners, k.events, k.jobs, k.status("SUBMITTED"), k.status("DISPATCHED")]
         candidates = self._queue_head
         claimed: list[Job] = []
+        job_prefix = len(k.job("").encode())  # in bytes, as Lua counts
         for _attempt in range(4):
-            keys = list(fixed)
-            for jid in candidates:
-                keys.append(k.job(jid))
             _ok, got, head, _expiry, stale = self._s.claim(
-                keys=keys,
+                keys=[*fixed, *(k.job(jid) for jid in candidates)],
                 args=[owner, int(lease * 1000), limit - len(claimed), window, self.actor, self.event_maxlen,
-                      _now(), *candidates],
+                      _now(), job_prefix],
             )  # fmt: skip
             candidates = self._queue_head = [h.decode() for h in head]
             for _jid, fields in got:

@@ -15,7 +15,7 @@
     KEYS[5] all jobs zset       jobs
     KEYS[6] status:SUBMITTED
     KEYS[7] status:DISPATCHED
-    KEYS[8 ..] the candidates' job hashes: KEYS[7+i] for the i-th
+    KEYS[8 ..] the candidates' job hashes, in queue order as last seen
 
     ARGV[1] owner
     ARGV[2] lease, milliseconds
@@ -24,7 +24,7 @@
     ARGV[5] actor
     ARGV[6] event stream cap
     ARGV[7] time (epoch seconds)
-    ARGV[8 ..] candidate job ids, in the order of their keys
+    ARGV[8] length of the job-hash key prefix (a candidate's id is its key after the prefix)
 
   Output:
     {1, claimed, head, expiry_ms, stale}
@@ -36,17 +36,16 @@
 -- @include "common"
 
 local owner, limit, window = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
-local t = redis.call("TIME")
-local expiry = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
+local expiry = server_ms() + tonumber(ARGV[2])
 
-local index = {}
-for i = 8, #ARGV do index[ARGV[i]] = i - 7 end
+local index, skip = {}, tonumber(ARGV[8]) + 1
+for i = 8, #KEYS do index[string.sub(KEYS[i], skip)] = i end
 
 local claimed, stale = {}, 0
 for _, jid in ipairs(redis.call("ZRANGE", KEYS[1], 0, limit - 1)) do
   local i = index[jid]
   if not i then stale = 1; break end
-  local job_key = KEYS[7 + i]
+  local job_key = KEYS[i]
   redis.call("ZREM", KEYS[1], jid)
   redis.call("SMOVE", KEYS[6], KEYS[7], jid)
   redis.call("HSET", job_key, "status", json_str("DISPATCHED"))

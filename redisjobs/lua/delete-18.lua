@@ -33,6 +33,7 @@
     {-1}  no such job
 ]]
 -- @include "common"
+-- @include "statuses"
 
 local STATUS_KEY0 = 7
 local jid = ARGV[1]

@@ -17,8 +17,6 @@
                     reaped, released or finished)
 ]]
 -- @include "common"
--- @include "duration"
--- @include "move"
 
 local jid = ARGV[1]
 if redis.call("EXISTS", KEYS[1]) == 0 then return {E_NOT_FOUND} end

@@ -38,6 +38,7 @@
     {1, {jid, old status, new status, previous holder} per job settled}
 ]]
 -- @include "common"
+-- @include "statuses"
 -- @include "duration"
 -- @include "move"
 

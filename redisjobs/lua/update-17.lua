@@ -46,6 +46,7 @@
     {-6, holder}     the job is claimed by another owner (holder, "" if unclaimed); nothing written
 ]]
 -- @include "common"
+-- @include "statuses"
 -- @include "duration"
 -- @include "move"
 

@@ -1,22 +1,9 @@
 --[[
-  Shared helpers, included into scripts by the loader (redisjobs/_scripts.py).
-
-  The loader also replaces these placeholders with values generated from redisjobs/_lifecycle.py,
-  the one place the status rules live:
-    STATUSES     array of every status, in the order of the status-set keys scripts receive
-    TRANSITIONS  TRANSITIONS[old][new] == true when old -> new is allowed
-    TIMED        TIMED[status] == true for finishing statuses that record a duration
+  Shared helpers, included into scripts by the loader (redisjobs/_scripts.py): result codes,
+  orjson string handling, batched HSET, events and queue scores.
 ]]
 local OK, NOOP = 1, 0
 local E_NOT_FOUND, E_EXISTS, E_TRANSITION, E_CONFLICT, E_UPLOAD_EXPIRED, E_NOT_OWNER = -1, -2, -3, -4, -5, -6
-
-local STATUSES = @@STATUSES@@
-local TRANSITIONS = @@TRANSITIONS@@
-local TIMED = @@TIMED@@
-
--- Position of each status in STATUSES (and so of its set in KEYS, after an offset).
-local STATUS_INDEX = {}
-for i, s in ipairs(STATUSES) do STATUS_INDEX[s] = i end
 
 -- Meta values are orjson-encoded; a status is a JSON string without escapes.
 local function json_str(s) return '"' .. s .. '"' end
@@ -44,4 +31,10 @@ end
 -- Queue score: higher priority first, then submit order (exact below 2^53; |priority| < 2^21).
 local function queue_score(priority, seq)
   return -priority * 4294967296 + (seq % 4294967296)
+end
+
+-- Lease expiry in server milliseconds: every process compares against the same clock.
+local function server_ms()
+  local t = redis.call("TIME")
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end

@@ -36,9 +36,3 @@ local function move(ctx, job_key, jid, cur, new, op)
   end
   emit(ctx.events, ctx.maxlen, jid, op, cur, new, ctx.actor, ctx.time)
 end
-
--- Lease expiry in server milliseconds: every process compares against the same clock.
-local function server_ms()
-  local t = redis.call("TIME")
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end

@@ -1,0 +1,106 @@
+"""Claim throughput with 1, 2, 4 and 8 processes, beside bare EVALSHA calls of a trivial script.
+
+    python benchmarks/claims.py [--url URL] [--processes 1,2,4,8] [--seconds 3]
+
+For each process count P, P processes claim (limit=1) from a deep queue for a fixed time; then the
+same P processes call EVALSHA of ``return 1`` for the same time. Both are counted per second, in
+the same run, against the same server: the ratio is what the store costs above the floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import sys
+import time
+from typing import Any
+
+import redis
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import machine, real_server, save, server_info, table
+
+from redisjobs import RedisJobDefManager
+
+
+def _claimer(url: str, ns: str, seconds: float, start: Any, out: Any) -> None:
+    m = RedisJobDefManager(url, namespace=ns)
+    m.client.ping()
+    m.claim("warm-up", limit=1)
+    start.wait()
+    n, stop = 0, time.perf_counter() + seconds
+    while time.perf_counter() < stop:
+        n += len(m.claim(f"p{os.getpid()}", limit=1, lease=600))
+    out.put(n)
+
+
+def _evalsha(url: str, seconds: float, start: Any, out: Any) -> None:
+    client = redis.Redis.from_url(url)
+    script = client.register_script("return 1")
+    script()
+    start.wait()
+    n, stop = 0, time.perf_counter() + seconds
+    while time.perf_counter() < stop:
+        script()
+        n += 1
+    out.put(n)
+
+
+def _rate(ctx: Any, target: Any, args: tuple[Any, ...], procs: int, seconds: float) -> float:
+    start, out = ctx.Event(), ctx.Queue()
+    workers = [ctx.Process(target=target, args=(*args, seconds, start, out)) for _ in range(procs)]
+    for w in workers:
+        w.start()
+    time.sleep(1.0)  # let every worker connect and warm up
+    start.set()
+    total = sum(out.get(timeout=seconds + 60) for _ in workers)
+    for w in workers:
+        w.join(timeout=30)
+    return total / seconds
+
+
+def fill(url: str, ns: str, n: int) -> None:
+    m = RedisJobDefManager(url, namespace=ns)
+    for i in range(n):
+        m.create({"name": f"bench-{i}", "priority": i % 4}, b"job")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url", help="a Redis to measure (default: a private redis-server)")
+    parser.add_argument("--processes", default="1,2,4,8")
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--jobs", type=int, default=25_000, help="queue depth before each round")
+    args = parser.parse_args()
+    ctx = mp.get_context("spawn")
+    rows, results = [], []
+    with real_server(args.url) as url:
+        for p in (int(x) for x in args.processes.split(",")):
+            ns = f"bench-claims-{p}"
+            fill(url, ns, args.jobs)
+            claims = _rate(ctx, _claimer, (url, ns), p, args.seconds)
+            bare = _rate(ctx, _evalsha, (url,), p, args.seconds)
+            m = RedisJobDefManager(url, namespace=ns)
+            assert m.check_invariants() == [], "invariants broken under load"
+            for key in list(m.client.scan_iter(match=f"rj:{{{ns}*", count=5000)):
+                m.client.unlink(key)
+            results.append(
+                {"processes": p, "claims_per_s": claims, "evalsha_per_s": bare, "ratio": claims / bare}
+            )
+            rows.append([p, f"{claims:,.0f}", f"{bare:,.0f}", f"{claims / bare:.2f}"])
+            ratio = claims / bare
+            print(
+                f"{p} processes: {claims:,.0f} claims/s, {bare:,.0f} bare EVALSHA/s, ratio {ratio:.2f}",
+                flush=True,
+            )
+        info = server_info(url)
+    print()
+    print(table(["processes", "claims/s", "bare EVALSHA/s", "ratio"], rows))
+    print("\nresults:", save("claims", {"results": results, "server": info, "machine": machine()}))
+
+
+if __name__ == "__main__":
+    main()
