@@ -47,6 +47,11 @@ class Keys:
         self.owners = p + "owners"
         self.status_sets: tuple[str, ...] = tuple(p + "status:" + s for s in STATUSES)
         self._status_set = dict(zip(STATUSES, self.status_sets, strict=True))
+        #: ``job(jid)`` is ``job_prefix + jid`` (bytes, for hot paths that hold ids as bytes).
+        self.job_prefix = (p + "job:").encode()
+        #: The fixed KEYS of the claim script, in its order.
+        self.claim_keys = (self.queue, self.leases, self.owners, self.events, self.jobs,
+                           self._status_set["SUBMITTED"], self._status_set["DISPATCHED"])  # fmt: skip
 
     def job(self, jid: str) -> str:
         return f"{self.prefix}job:{jid}"

@@ -147,8 +147,8 @@ class RedisJobDefManager:
         self._client = client
         self._scripts: Scripts | None = None
         self._blobs: BlobStore | None = None
-        #: The queue's head as the last claim saw it: the next claim's candidates.
-        self._queue_head: list[str] = []
+        #: The queue's head (ids, as bytes) as the last claim saw it: the next claim's candidates.
+        self._queue_head: list[bytes] = []
         self._lock = threading.Lock()
         if chunk_size < 1024:
             raise ValueError(f"chunk_size must be at least 1024 bytes, got {chunk_size}")
@@ -589,17 +589,15 @@ class RedisJobDefManager:
             raise ValueError(f"limit must be between 1 and 1000, got {limit!r}")
         window = min(1000, 2 * limit + 14)
         k = self.keys
-        fixed = [k.queue, k.leases, k.owners, k.events, k.jobs, k.status("SUBMITTED"), k.status("DISPATCHED")]
         candidates = self._queue_head
         claimed: list[Job] = []
-        job_prefix = len(k.job("").encode())  # in bytes, as Lua counts
         for _attempt in range(4):
             _ok, got, head, _expiry, stale = self._s.claim(
-                keys=[*fixed, *(k.job(jid) for jid in candidates)],
+                keys=[*k.claim_keys, *(k.job_prefix + jid for jid in candidates)],
                 args=[owner, int(lease * 1000), limit - len(claimed), window, self.actor, self.event_maxlen,
-                      _now(), job_prefix],
+                      _now(), len(k.job_prefix)],
             )  # fmt: skip
-            candidates = self._queue_head = [h.decode() for h in head]
+            candidates = self._queue_head = head
             for _jid, fields in got:
                 job = Job.from_meta(decode_meta(pairs_to_dict(fields)))
                 job.dispatcher_id = owner

@@ -41,8 +41,11 @@ local expiry = server_ms() + tonumber(ARGV[2])
 local index, skip = {}, tonumber(ARGV[8]) + 1
 for i = 8, #KEYS do index[string.sub(KEYS[i], skip)] = i end
 
+-- One read of the queue's top serves both the claim and the reply's view of the next head.
+local top = redis.call("ZRANGE", KEYS[1], 0, limit + window - 1)
 local claimed, stale = {}, 0
-for _, jid in ipairs(redis.call("ZRANGE", KEYS[1], 0, limit - 1)) do
+for n = 1, math.min(limit, #top) do
+  local jid = top[n]
   local i = index[jid]
   if not i then stale = 1; break end
   local job_key = KEYS[i]
@@ -54,4 +57,6 @@ for _, jid in ipairs(redis.call("ZRANGE", KEYS[1], 0, limit - 1)) do
   emit(KEYS[4], ARGV[6], jid, "claim", "SUBMITTED", "DISPATCHED", ARGV[5], ARGV[7])
   claimed[#claimed + 1] = {jid, redis.call("HGETALL", job_key)}
 end
-return {OK, claimed, redis.call("ZRANGE", KEYS[1], 0, window - 1), expiry, stale}
+local head = {}
+for n = #claimed + 1, math.min(#top, #claimed + window) do head[#head + 1] = top[n] end
+return {OK, claimed, head, expiry, stale}
