@@ -280,8 +280,11 @@ class RedisJobDefManager:
         meta["duration"] = "N/A"
         meta["status"] = RunStatus.SUBMITTED.value
 
-    def _store_new(self, jid: str, meta: dict[str, Any], content: BlobSource) -> None:
+    def _store_new(self, jid: str, meta: dict[str, Any], content: BlobSource, op: str = "create") -> None:
+        """Stage the content, then create the job whole in one script (``op="import"`` keeps the
+        meta's own status, for migrations)."""
         priority = check_priority(jid, meta.get("priority", 0))
+        status = RunStatus.SUBMITTED.value if op == "create" else check_status(jid, meta.get("status"))
         fields = dict(meta)
         approvals = _split_approvals(jid, fields)
         encoded = encode_fields(jid, fields)
@@ -296,7 +299,7 @@ class RedisJobDefManager:
                     k.queue,
                     k.seq,
                     k.events,
-                    k.status(RunStatus.SUBMITTED.value),
+                    k.status(status),
                     k.uploads,
                 ],
                 args=[
@@ -307,6 +310,8 @@ class RedisJobDefManager:
                     self.event_maxlen,
                     1,
                     writer.registration,
+                    status,
+                    op,
                     "data",
                     dumps(manifest),
                     *approvals,
@@ -361,6 +366,10 @@ class RedisJobDefManager:
             raise JobNotFound(jid)
         return job.meta
 
+    def _job_from_meta(self, meta: dict[str, Any]) -> Job:
+        """The job object callers get (the NVFlare adapter returns NVFlare's ``Job`` instead)."""
+        return Job.from_meta(meta)
+
     def _fetch(self, ids: Sequence[str]) -> list[Job]:
         """Jobs for ``ids`` in that order, one pipelined round trip per batch; missing ones skipped."""
         out: list[Job] = []
@@ -369,7 +378,7 @@ class RedisJobDefManager:
             pipe = self.client.pipeline(transaction=False)
             for jid in batch:
                 pipe.hgetall(self.keys.job(jid))
-            out += [Job.from_meta(decode_meta(fields)) for fields in pipe.execute() if fields]
+            out += [self._job_from_meta(decode_meta(fields)) for fields in pipe.execute() if fields]
         return out
 
     def iter_job_ids(self) -> Iterator[str]:
@@ -599,7 +608,7 @@ class RedisJobDefManager:
             )  # fmt: skip
             candidates = self._queue_head = head
             for _jid, fields in got:
-                job = Job.from_meta(decode_meta(pairs_to_dict(fields)))
+                job = self._job_from_meta(decode_meta(pairs_to_dict(fields)))
                 job.dispatcher_id = owner
                 claimed.append(job)
             if len(claimed) >= limit or not stale:
@@ -774,10 +783,10 @@ class RedisJobDefManager:
             with open(out, "rb") as f:
                 return f.read()
 
-    def _put_component(self, jid: str, component: str, data: BlobSource) -> str:
+    def _put_component(self, jid: str, component: str, data: BlobSource, *, consume: bool = True) -> str:
         manifest, writer = self.blobs.stage(jid, component, data)
         self._put_commit(jid, component, manifest, writer)
-        if isinstance(data, str | os.PathLike):
+        if consume and isinstance(data, str | os.PathLike):
             _consume(data)
         return f"redisjobs://{self.namespace}/{jid}/{component}"
 

@@ -9,7 +9,7 @@
     KEYS[4] queue zset           queue
     KEYS[5] sequence counter     seq
     KEYS[6] event stream         events
-    KEYS[7] SUBMITTED set        status:SUBMITTED
+    KEYS[7] the initial status's set  status:SUBMITTED (status:<S> for an import)
     KEYS[8] uploads zset         uploads
 
     ARGV[1] job id
@@ -19,8 +19,10 @@
     ARGV[5] event stream cap
     ARGV[6] n: number of blob manifests
     ARGV[7] the data upload's registration in the uploads zset
-    ARGV[8 .. 7+2n] component, manifest pairs (the data manifest first)
-    ARGV[8+2n ..] job hash field, value pairs: meta (orjson values) and approvals
+    ARGV[8] the initial status: SUBMITTED, or the stored one for an import (queued only if SUBMITTED)
+    ARGV[9] the event's op: "create" or "import"
+    ARGV[10 .. 9+2n] component, manifest pairs (the data manifest first)
+    ARGV[10+2n ..] job hash field, value pairs: meta (orjson values) and approvals
             ("\0approval:" .. reviewer -> orjson [approved, note])
 
   Output:
@@ -33,10 +35,11 @@
 
 local jid = ARGV[1]
 local nblobs = tonumber(ARGV[6])
-local first_field = 8 + 2 * nblobs
+local first_field = 10 + 2 * nblobs
+local status = ARGV[8]
 
 if redis.call("EXISTS", KEYS[1]) == 1 then
-  if nblobs > 0 and redis.call("HGET", KEYS[2], ARGV[8]) == ARGV[9] then
+  if nblobs > 0 and redis.call("HGET", KEYS[2], ARGV[10]) == ARGV[11] then
     return {OK, tonumber(redis.call("ZSCORE", KEYS[3], jid))}
   end
   redis.call("ZREM", KEYS[8], ARGV[7])
@@ -46,9 +49,9 @@ if redis.call("ZREM", KEYS[8], ARGV[7]) == 0 then return {E_UPLOAD_EXPIRED} end
 
 local seq = redis.call("INCR", KEYS[5])
 hset_range(KEYS[1], first_field, #ARGV)
-if nblobs > 0 then hset_range(KEYS[2], 8, first_field - 1) end
+if nblobs > 0 then hset_range(KEYS[2], 10, first_field - 1) end
 redis.call("ZADD", KEYS[3], seq, jid)
-redis.call("ZADD", KEYS[4], queue_score(tonumber(ARGV[2]), seq), jid)
+if status == "SUBMITTED" then redis.call("ZADD", KEYS[4], queue_score(tonumber(ARGV[2]), seq), jid) end
 redis.call("SADD", KEYS[7], jid)
-emit(KEYS[6], ARGV[5], jid, "create", "", "SUBMITTED", ARGV[3], ARGV[4])
+emit(KEYS[6], ARGV[5], jid, ARGV[9], "", status, ARGV[3], ARGV[4])
 return {OK, seq}

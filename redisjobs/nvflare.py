@@ -1,0 +1,125 @@
+"""The drop-in ``job_manager`` component for an NVFlare server (``pip install 'redisjobs[nvflare]'``).
+
+Switch a server to it by editing the one ``job_manager`` entry of its ``local/resources.json``
+(or ``resources.json.default``), or with ``redisjobs nvflare configure <kit> --url URL``::
+
+    {"id": "job_manager",
+     "path": "redisjobs.nvflare.RedisJobDefManager",
+     "args": {"uri_root": "...", "job_store_id": "job_store",
+              "url": "redis://127.0.0.1:6379/0", "namespace": "fl-prod"}}
+
+What it adds to the core manager, for NVFlare's sake:
+
+- it is a ``JobDefManagerSpec`` (the admin commands check ``isinstance``) and returns NVFlare's
+  ``Job`` objects;
+- it accepts ``uri_root`` and ``job_store_id`` (POC and deploy tooling write them) and ignores them:
+  the jobs live in Redis, under ``namespace``;
+- it connects on first use, because the job process constructs the component too and never calls it;
+- it raises NVFlare's ``StorageException`` where NVFlare's own store does and its callers catch it;
+- on the scheduling path (``get_jobs_to_schedule``, ``get_job``) it never lets an exception escape:
+  one would stop NVFlare's scheduling loop for good, so it logs and returns what it can;
+- a status change the store refuses (a DISPATCHED after an abort) is logged, not raised, so that the
+  server's own follow-up status check sees the truth.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from nvflare.apis.job_def import job_from_meta
+from nvflare.apis.job_def_manager_spec import JobDefManagerSpec
+from nvflare.apis.storage import StorageException
+
+from . import manager as core
+from ._errors import InvalidJobId, InvalidStatus, InvalidTransition, NotOwner, RedisJobsError, StatusConflict
+
+log = logging.getLogger("redisjobs.nvflare")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _as_storage_errors(method: F) -> F:
+    """Re-raise the store's errors as NVFlare's ``StorageException`` (keeping the cause), as
+    NVFlare's filesystem store does for the same failures. Invalid ids stay ``ValueError``."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except (InvalidJobId, InvalidStatus):
+            raise
+        except RedisJobsError as e:
+            raise StorageException(str(e)) from e
+
+    return cast(F, wrapper)
+
+
+class RedisJobDefManager(core.RedisJobDefManager, JobDefManagerSpec):  # type: ignore[misc]
+    """``redisjobs.RedisJobDefManager`` as an NVFlare ``JobDefManagerSpec`` component.
+
+    Args:
+        uri_root: accepted for NVFlare's tooling, which writes it; unused.
+        job_store_id: accepted for NVFlare's tooling; unused.
+        url: the Redis URL (default ``$REDISJOBS_URL``, else ``redis://127.0.0.1:6379/0``).
+        namespace: the store's namespace in Redis.
+        **options: any other keyword of ``redisjobs.RedisJobDefManager``.
+    """
+
+    def __init__(
+        self,
+        uri_root: str = "jobs",
+        job_store_id: str = "job_store",
+        url: str | None = None,
+        namespace: str = "redisjobs",
+        **options: Any,
+    ) -> None:
+        JobDefManagerSpec.__init__(self)
+        core.RedisJobDefManager.__init__(self, url, namespace=namespace, **options)
+        self.uri_root = uri_root
+        self.job_store_id = job_store_id
+
+    def _job_from_meta(self, meta: dict[str, Any]) -> Any:
+        return job_from_meta(meta)
+
+    # -- the scheduling path: never raise ----------------------------------------------------------
+
+    def get_jobs_to_schedule(self, fl_ctx: Any = None) -> list[Any]:
+        try:
+            return super().get_jobs_to_schedule(fl_ctx)
+        except Exception:
+            log.exception("get_jobs_to_schedule failed; returning no candidates this round")
+            return []
+
+    def get_job(self, jid: str, fl_ctx: Any = None) -> Any:
+        try:
+            return super().get_job(jid, fl_ctx)
+        except Exception:
+            log.exception("get_job(%r) failed; returning None", jid)
+            return None
+
+    # -- status changes the store refuses are logged, not raised -----------------------------------
+
+    def set_status(self, jid: str, status: Any, fl_ctx: Any = None, **kwargs: Any) -> bool:
+        try:
+            return super().set_status(jid, status, fl_ctx, **kwargs)
+        except (InvalidTransition, StatusConflict, NotOwner) as e:
+            log.warning("status change refused, job left as it is: %s", e)
+            return False
+        except (InvalidJobId, InvalidStatus):
+            raise
+        except RedisJobsError as e:
+            raise StorageException(str(e)) from e
+
+    # -- StorageException where NVFlare's store raises it ------------------------------------------
+
+    create = _as_storage_errors(core.RedisJobDefManager.create)
+    clone = _as_storage_errors(core.RedisJobDefManager.clone)
+    delete = _as_storage_errors(core.RedisJobDefManager.delete)
+    update_meta = _as_storage_errors(core.RedisJobDefManager.update_meta)
+    save_workspace = _as_storage_errors(core.RedisJobDefManager.save_workspace)
+    set_client_data = _as_storage_errors(core.RedisJobDefManager.set_client_data)
+    get_storage_component = _as_storage_errors(core.RedisJobDefManager.get_storage_component)
+    get_storage_for_download = _as_storage_errors(core.RedisJobDefManager.get_storage_for_download)
