@@ -7,6 +7,10 @@ manifest and drops the registration, and the old version's chunks are unlinked. 
 leaves only unreferenced chunks: ``gc`` removes them once the registration is older than its grace
 period (or at once, when there is no registration: deleted jobs, replaced versions). A commit whose
 registration gc already collected fails with ``UploadExpired`` rather than point at freed chunks.
+
+Small blobs (at most ``inline_max`` bytes, 64 KiB by default) skip the chunks: their bytes travel
+inside the committing script and live in the job's ``inline:<jid>`` hash, beside the manifests, so a
+small job is created, replaced, read and deleted in one round trip, and nothing is left to collect.
 A reader that finds a chunk gone (the value was replaced under it) re-reads the manifest and starts
 again, so it gets the old or the new value whole. The manifest keeps size and sha256, checked on
 read unless ``verify`` is off.
@@ -35,6 +39,8 @@ from ._keys import Keys
 
 #: 1 MiB less 64 bytes: a power-of-two value would land in jemalloc's next size class (~25% waste).
 DEFAULT_CHUNK_SIZE = (1 << 20) - 64
+#: Blobs up to this size are stored inline (in the committing script), not as chunks.
+DEFAULT_INLINE_MAX = 64 * 1024
 #: Chunks sent per pipeline round trip while writing, and fetched per MGET while reading.
 CHUNKS_PER_BATCH = 4
 #: How often a reader restarts after the value was replaced under it before giving up; between
@@ -103,9 +109,14 @@ class ChunkWriter:
     Whole chunks of an immutable input (``bytes``, or a view of one) are sent without copying.
     """
 
-    def __init__(self, client: Any, keys: Keys, jid: str, component: str, chunk_size: int) -> None:
+    def __init__(
+        self, client: Any, keys: Keys, jid: str, component: str, chunk_size: int, inline_max: int = 0
+    ) -> None:
         self._client, self._keys = client, keys
         self.jid, self.component, self.chunk_size = jid, component, chunk_size
+        self.inline_max = inline_max
+        #: The bytes of an inline blob (set by ``finish`` when nothing had to be sent as chunks).
+        self.inline: bytes | None = None
         self.version = secrets.token_hex(8)
         #: This upload's member in the uploads zset; sent with the first batch of chunks.
         self.registration = orjson.dumps([jid, component, self.version])
@@ -176,6 +187,13 @@ class ChunkWriter:
 
     def finish(self) -> dict[str, Any]:
         """Send what is buffered and return the manifest of the version written."""
+        if not self._registered and not self._pending and self.size <= self.inline_max:
+            # Everything is still in the buffer: keep it for the committing script instead.
+            self.inline = bytes(self._buf)
+            self._buf = bytearray()
+            self.registration = b""
+            return {"v": self.version, "size": self.size, "chunks": 0, "inline": True,
+                    "sha256": self._sha.hexdigest()}  # fmt: skip
         if self._buf:
             self._pending.append(memoryview(self._buf))
             self._buf = bytearray()
@@ -188,8 +206,17 @@ class ChunkWriter:
             "sha256": self._sha.hexdigest(),
         }
 
+    def commit_args(self) -> list[bytes | str]:
+        """What a committing script needs besides the manifest: the registration to drop, whether
+        the blob is inline, and its bytes if so."""
+        if self.inline is not None:
+            return [b"", "1", self.inline]
+        return [self.registration, "0", b""]
+
     def chunk_keys(self) -> list[str]:
         """Every chunk key this writer may have written (for clean-up after a failure)."""
+        if self.inline is not None:
+            return []
         n = self.chunks + len(self._pending) + 1
         return [self._keys.chunk(self.jid, self.component, self.version, i) for i in range(n)]
 
@@ -201,11 +228,16 @@ def chunk_keys(keys: Keys, jid: str, component: str, manifest: dict[str, Any]) -
 class BlobStore:
     """Chunked blobs of one namespace."""
 
-    def __init__(self, client: Any, keys: Keys, chunk_size: int, verify: bool) -> None:
+    def __init__(
+        self, client: Any, keys: Keys, chunk_size: int, verify: bool, inline_max: int = DEFAULT_INLINE_MAX
+    ) -> None:
         if chunk_size < 1024:
             raise ValueError(f"chunk_size must be at least 1024 bytes, got {chunk_size}")
+        if inline_max < 0:
+            raise ValueError(f"inline_max must be at least 0, got {inline_max}")
         self._client, self._keys = client, keys
-        self.chunk_size, self.verify = chunk_size, verify
+        # An inline blob fits in one chunk's buffer: never more than a chunk.
+        self.chunk_size, self.verify, self.inline_max = chunk_size, verify, min(inline_max, chunk_size - 1)
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -215,7 +247,7 @@ class BlobStore:
 
         On failure the chunks written so far are removed and the error re-raised.
         """
-        writer = ChunkWriter(self._client, self._keys, jid, component, self.chunk_size)
+        writer = ChunkWriter(self._client, self._keys, jid, component, self.chunk_size, self.inline_max)
         try:
             self._pour(source, writer)
             return writer.finish(), writer
@@ -225,6 +257,8 @@ class BlobStore:
 
     def abort(self, writer: ChunkWriter) -> None:
         """Remove an uncommitted upload: its chunks and its registration."""
+        if writer.inline is not None:
+            return  # nothing was written
         self.unlink(writer.chunk_keys())
         self._client.zrem(self._keys.uploads, writer.registration)
 
@@ -265,12 +299,31 @@ class BlobStore:
         raw = self._client.hget(self._keys.blobs(jid), component)
         return orjson.loads(raw) if raw else None
 
-    def _iter_version(self, jid: str, component: str, manifest: dict[str, Any]) -> Iterator[bytes]:
-        keys = chunk_keys(self._keys, jid, component, manifest)
+    def _lookup(self, jid: str, component: str) -> tuple[dict[str, Any] | None, bytes | None]:
+        """The manifest and, for an inline blob, its bytes: one round trip."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hget(self._keys.blobs(jid), component)
+        pipe.hget(self._keys.inline(jid), component)
+        raw, inline = pipe.execute()
+        return (orjson.loads(raw) if raw else None), inline
+
+    def _iter_version(
+        self, jid: str, component: str, manifest: dict[str, Any], inline: bytes | None = None
+    ) -> Iterator[bytes]:
         sha = _Hasher()
         size = 0
-        for start in range(0, len(keys), CHUNKS_PER_BATCH):
-            for piece in self._client.mget(keys[start : start + CHUNKS_PER_BATCH]):
+        if manifest.get("inline"):
+            if inline is None:
+                raise _Replaced
+            batches: Iterator[list[bytes | None]] = iter([[inline]])
+        else:
+            keys = chunk_keys(self._keys, jid, component, manifest)
+            batches = (
+                self._client.mget(keys[i : i + CHUNKS_PER_BATCH])
+                for i in range(0, len(keys), CHUNKS_PER_BATCH)
+            )
+        for batch in batches:
+            for piece in batch:
                 if piece is None:
                     raise _Replaced
                 if self.verify:
@@ -289,12 +342,12 @@ class BlobStore:
         """Yield the blob's chunks. If it is replaced before the first chunk arrives, the new value
         is read instead; if it is replaced later, ``BlobCorrupt`` is raised (no mix is ever given)."""
         for _ in _attempts():
-            manifest = self.manifest(jid, component)
+            manifest, inline = self._lookup(jid, component)
             if manifest is None:
                 raise BlobNotFound(jid, component)
             started = False
             try:
-                for piece in self._iter_version(jid, component, manifest):
+                for piece in self._iter_version(jid, component, manifest, inline):
                     started = True
                     yield piece
                 return
@@ -305,11 +358,11 @@ class BlobStore:
 
     def read(self, jid: str, component: str) -> bytes:
         for _ in _attempts():
-            manifest = self.manifest(jid, component)
+            manifest, inline = self._lookup(jid, component)
             if manifest is None:
                 raise BlobNotFound(jid, component)
             try:
-                return b"".join(self._iter_version(jid, component, manifest))
+                return b"".join(self._iter_version(jid, component, manifest, inline))
             except _Replaced:
                 continue
         raise BlobCorrupt(jid, component, f"replaced {READ_ATTEMPTS} times while reading")
@@ -321,13 +374,13 @@ class BlobStore:
         """
         folder = os.path.dirname(os.path.abspath(dest))
         for _ in _attempts():
-            manifest = self.manifest(jid, component)
+            manifest, inline = self._lookup(jid, component)
             if manifest is None:
                 return False
             fd, tmp = tempfile.mkstemp(prefix=".redisjobs-", dir=folder)
             try:
                 with os.fdopen(fd, "wb") as out:
-                    for piece in self._iter_version(jid, component, manifest):
+                    for piece in self._iter_version(jid, component, manifest, inline):
                         out.write(piece)
                 os.replace(tmp, dest)
                 return True

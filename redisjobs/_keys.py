@@ -10,6 +10,7 @@ key                                    type        holds
 ``job:<jid>``                          hash        meta: one field per top-level key, orjson values;
                                                    and "\\0approval:<reviewer>" -> ``[approved, note]``
 ``blobs:<jid>``                        hash        component -> orjson manifest
+``inline:<jid>``                       hash        component -> bytes, for blobs small enough to inline
 ``status:<STATUS>``                    set         ids of the jobs in that status
 ``jobs``                               zset        every id, scored by a submit sequence number
 ``queue``                              zset        SUBMITTED ids: -priority * 2^32 + sequence
@@ -58,6 +59,9 @@ class Keys:
 
     def blobs(self, jid: str) -> str:
         return f"{self.prefix}blobs:{jid}"
+
+    def inline(self, jid: str) -> str:
+        return f"{self.prefix}inline:{jid}"
 
     def status(self, status: str) -> str:
         return self._status_set[status]

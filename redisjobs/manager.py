@@ -29,6 +29,7 @@ from . import _records
 from ._archive import DEFAULT_MAX_UNZIPPED, UnsafeArchive, safe_extract, zip_folder
 from ._blobs import (
     DEFAULT_CHUNK_SIZE,
+    DEFAULT_INLINE_MAX,
     BlobReader,
     BlobSource,
     BlobStore,
@@ -108,6 +109,7 @@ class RedisJobDefManager:
         client: a ready redis-py (or fakeredis) client, created with ``decode_responses=False``.
         namespace: keeps several stores apart on one Redis; all its keys share one hash tag.
         chunk_size: bytes per blob chunk.
+        inline_max: blobs up to this size skip the chunks and travel inside the committing script.
         verify_blobs: check size and sha256 of every blob read.
         event_maxlen: approximate cap of the event stream.
         batch_size: ids per round trip in listings.
@@ -125,6 +127,7 @@ class RedisJobDefManager:
         client: Any = None,
         namespace: str = "redisjobs",
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        inline_max: int = DEFAULT_INLINE_MAX,
         verify_blobs: bool = True,
         event_maxlen: int = DEFAULT_EVENT_MAXLEN,
         batch_size: int = DEFAULT_BATCH,
@@ -137,6 +140,7 @@ class RedisJobDefManager:
         self.keys = Keys(namespace)
         self.namespace = namespace
         self.chunk_size = chunk_size
+        self.inline_max = inline_max
         self.verify_blobs = verify_blobs
         self.event_maxlen = event_maxlen
         self.batch_size = max(1, batch_size)
@@ -166,7 +170,9 @@ class RedisJobDefManager:
                     socket_connect_timeout=self._connect_timeout,
                     health_check_interval=30,
                 )
-            self._blobs = BlobStore(self._client, self.keys, self.chunk_size, self.verify_blobs)
+            self._blobs = BlobStore(
+                self._client, self.keys, self.chunk_size, self.verify_blobs, self.inline_max
+            )
             self._warn_on_eviction()
             self._scripts = Scripts(self._client)
 
@@ -301,6 +307,7 @@ class RedisJobDefManager:
                     k.events,
                     k.status(status),
                     k.uploads,
+                    k.inline(jid),
                 ],
                 args=[
                     jid,
@@ -309,9 +316,7 @@ class RedisJobDefManager:
                     _now(),
                     self.event_maxlen,
                     1,
-                    writer.registration,
-                    status,
-                    op,
+                    *_registration_then(writer, status, op),
                     "data",
                     dumps(manifest),
                     *approvals,
@@ -343,6 +348,7 @@ class RedisJobDefManager:
                 k.events,
                 k.leases,
                 k.owners,
+                k.inline(jid),
                 *k.status_sets,
             ],
             args=[jid, self.actor, _now(), self.event_maxlen],
@@ -793,8 +799,8 @@ class RedisJobDefManager:
     def _put_commit(self, jid: str, component: str, manifest: dict[str, Any], writer: ChunkWriter) -> None:
         try:
             code, *rest = self._s.commit_blob(
-                keys=[self.keys.job(jid), self.keys.blobs(jid), self.keys.uploads],
-                args=[component, dumps(manifest), writer.registration],
+                keys=[self.keys.job(jid), self.keys.blobs(jid), self.keys.uploads, self.keys.inline(jid)],
+                args=[component, dumps(manifest), *writer.commit_args()],
             )
         except BaseException:
             self.blobs.abort(writer)
@@ -1039,6 +1045,12 @@ class RedisJobDefManager:
             if name not in referenced[jid]:
                 found.append(f"chunk {name!r} is referenced by no manifest")
         return found
+
+
+def _registration_then(writer: ChunkWriter, status: str, op: str) -> list[bytes | str]:
+    """The create script's ARGV[7..11]: registration, status, op, inline flag, inline bytes."""
+    registration, flag, inline = writer.commit_args()
+    return [registration, status, op, flag, inline]
 
 
 def _split_approvals(jid: str, fields: dict[str, Any]) -> list[bytes | str]:

@@ -82,6 +82,13 @@ def namespace_keys(store: RedisJobDefManager) -> list[bytes]:
     return sorted(store.client.scan_iter(match=f"rj:{{{store.namespace}*", count=1000))
 
 
+@pytest.fixture
+def chunked(make_store: Any) -> RedisJobDefManager:
+    """A store that writes every non-empty blob as chunks (nothing inlined): for the tests that
+    check what happens to chunk keys."""
+    return make_store(inline_max=0)  # type: ignore[no-any-return]
+
+
 def chunk_keys_of(store: RedisJobDefManager, jid: str) -> list[bytes]:
     """The job's blob chunks: keys under its own hash tag ``rj:{<namespace>/<jid>}`` (DESIGN.md)."""
     return sorted(store.client.scan_iter(match=f"rj:{{{store.namespace}/{jid}}}:*", count=1000))
@@ -328,7 +335,7 @@ def test_submit_time_iso_carries_the_local_offset(store: RedisJobDefManager, ind
 
 
 def test_create_duplicate_id_raises_and_keeps_the_original(make_store: Any) -> None:
-    first, second = make_store(), make_store()
+    first, second = make_store(inline_max=0), make_store(inline_max=0)
     first.create({"job_id": "dup", "name": "original"}, b"original content")
     before = meta_of(first, "dup")
     meta = {"job_id": "dup", "name": "intruder"}
@@ -486,18 +493,18 @@ def test_clone_missing_source_leaves_nothing(store: RedisJobDefManager) -> None:
     assert namespace_keys(store) == []
 
 
-def test_clone_to_a_taken_id_raises(store: RedisJobDefManager) -> None:
-    src = new_job(store, b"source", job_id="src")
-    new_job(store, b"taken content", job_id="taken", name="taken")
-    before = meta_of(store, "taken")
+def test_clone_to_a_taken_id_raises(chunked: RedisJobDefManager) -> None:
+    src = new_job(chunked, b"source", job_id="src")
+    new_job(chunked, b"taken content", job_id="taken", name="taken")
+    before = meta_of(chunked, "taken")
     with pytest.raises(JobExists):
-        store.clone(src, {"job_id": "taken"})
-    assert meta_of(store, "taken") == before
-    assert store.get_content({"job_id": "taken"}) == b"taken content"
-    assert len(chunk_keys_of(store, "taken")) == 1
+        chunked.clone(src, {"job_id": "taken"})
+    assert meta_of(chunked, "taken") == before
+    assert chunked.get_content({"job_id": "taken"}) == b"taken content"
+    assert len(chunk_keys_of(chunked, "taken")) == 1
     with pytest.raises(JobExists):
-        store.clone(src, {"job_id": src})
-    assert store.get_content({"job_id": src}) == b"source"
+        chunked.clone(src, {"job_id": src})
+    assert chunked.get_content({"job_id": src}) == b"source"
 
 
 # -- get_job / get_content -------------------------------------------------------------------------
@@ -1150,30 +1157,30 @@ def test_concurrent_approvals_all_land(make_store: Any, shared: bool) -> None:
 # -- delete ----------------------------------------------------------------------------------------
 
 
-def test_delete_removes_everything(store: RedisJobDefManager) -> None:
-    keep = new_job(store, b"keep", job_id="keep")
-    jid = new_job(store, b"data", job_id="doomed")
-    store.save_workspace(jid, b"ws")
-    store.set_client_data(jid, b"log", "site-1", "LOG_log.txt")
-    store.set_approval(jid, "alice", True, "")
-    assert chunk_keys_of(store, jid) != []
-    assert store.delete(jid) is None
-    assert store.get_job(jid) is None
-    assert store.get_content({"job_id": jid}) is None
-    assert chunk_keys_of(store, jid) == []
-    for key in (store.keys.job(jid), store.keys.blobs(jid)):
-        assert store.client.exists(key) == 0, key
-    assert ids(store.get_all_jobs()) == [keep]
-    assert ids(store.get_jobs_to_schedule()) == [keep]
-    assert ids(store.get_jobs_by_status(list(STATUSES))) == [keep]
-    assert ids(store.get_jobs_waiting_for_review("bob")) == [keep]
-    assert store.list_components(jid) == []
-    assert store.get_client_data(jid, "site-1", "LOG_log.txt") is None
-    assert store.get_content({"job_id": keep}) == b"keep"
+def test_delete_removes_everything(chunked: RedisJobDefManager) -> None:
+    keep = new_job(chunked, b"keep", job_id="keep")
+    jid = new_job(chunked, b"data", job_id="doomed")
+    chunked.save_workspace(jid, b"ws")
+    chunked.set_client_data(jid, b"log", "site-1", "LOG_log.txt")
+    chunked.set_approval(jid, "alice", True, "")
+    assert chunk_keys_of(chunked, jid) != []
+    assert chunked.delete(jid) is None
+    assert chunked.get_job(jid) is None
+    assert chunked.get_content({"job_id": jid}) is None
+    assert chunk_keys_of(chunked, jid) == []
+    for key in (chunked.keys.job(jid), chunked.keys.blobs(jid)):
+        assert chunked.client.exists(key) == 0, key
+    assert ids(chunked.get_all_jobs()) == [keep]
+    assert ids(chunked.get_jobs_to_schedule()) == [keep]
+    assert ids(chunked.get_jobs_by_status(list(STATUSES))) == [keep]
+    assert ids(chunked.get_jobs_waiting_for_review("bob")) == [keep]
+    assert chunked.list_components(jid) == []
+    assert chunked.get_client_data(jid, "site-1", "LOG_log.txt") is None
+    assert chunked.get_content({"job_id": keep}) == b"keep"
     with pytest.raises(JobNotFound):
-        store.get_storage_component(jid, "data")
+        chunked.get_storage_component(jid, "data")
     with pytest.raises(JobNotFound):
-        store.delete(jid)
+        chunked.delete(jid)
 
 
 @pytest.mark.parametrize("status", STATUSES)
@@ -1251,21 +1258,21 @@ def test_save_workspace_list_of_paths(make_store: Any, tmp_path: Path) -> None:
         assert path.read_bytes() == data
 
 
-def test_save_workspace_retry_last_wins(store: RedisJobDefManager, tmp_path: Path) -> None:
-    jid = new_job(store)
-    store.save_workspace(jid, b"first")
-    store.save_workspace(jid, b"first")
-    assert store.get_storage_component(jid, "workspace") == b"first"
-    store.save_workspace(jid, b"second, longer")
-    assert store.get_storage_component(jid, "workspace") == b"second, longer"
+def test_save_workspace_retry_last_wins(chunked: RedisJobDefManager, tmp_path: Path) -> None:
+    jid = new_job(chunked)
+    chunked.save_workspace(jid, b"first")
+    chunked.save_workspace(jid, b"first")
+    assert chunked.get_storage_component(jid, "workspace") == b"first"
+    chunked.save_workspace(jid, b"second, longer")
+    assert chunked.get_storage_component(jid, "workspace") == b"second, longer"
     run = tmp_path / "run"
     run.mkdir()
     (run / "f").write_text("f")
-    store.save_workspace(jid, [str(run)])
-    store.save_workspace(jid, [str(run)])
-    with zipfile.ZipFile(io.BytesIO(store.get_storage_component(jid, "workspace"))) as z:
+    chunked.save_workspace(jid, [str(run)])
+    chunked.save_workspace(jid, [str(run)])
+    with zipfile.ZipFile(io.BytesIO(chunked.get_storage_component(jid, "workspace"))) as z:
         assert z.namelist() == ["f"]
-    assert len(chunk_keys_of(store, jid)) == 2  # data + one workspace version: old ones removed
+    assert len(chunk_keys_of(chunked, jid)) == 2  # data + one workspace version: old ones removed
 
 
 def test_save_workspace_missing_job_leaves_no_chunk(store: RedisJobDefManager, tmp_path: Path) -> None:
@@ -1282,15 +1289,15 @@ def test_save_workspace_missing_job_leaves_no_chunk(store: RedisJobDefManager, t
     assert namespace_keys(store) == []
 
 
-def test_save_workspace_missing_path_keeps_the_old_value(store: RedisJobDefManager, tmp_path: Path) -> None:
-    jid = new_job(store)
-    store.save_workspace(jid, b"old")
+def test_save_workspace_missing_path_keeps_the_old_value(chunked: RedisJobDefManager, tmp_path: Path) -> None:
+    jid = new_job(chunked)
+    chunked.save_workspace(jid, b"old")
     with pytest.raises(FileNotFoundError):
-        store.save_workspace(jid, [str(tmp_path / "nope")])
+        chunked.save_workspace(jid, [str(tmp_path / "nope")])
     with pytest.raises(FileNotFoundError):
-        store.save_workspace(jid, str(tmp_path / "nope.zip"))
-    assert store.get_storage_component(jid, "workspace") == b"old"
-    assert len(chunk_keys_of(store, jid)) == 2
+        chunked.save_workspace(jid, str(tmp_path / "nope.zip"))
+    assert chunked.get_storage_component(jid, "workspace") == b"old"
+    assert len(chunk_keys_of(chunked, jid)) == 2
 
 
 # -- components ------------------------------------------------------------------------------------
@@ -1436,17 +1443,17 @@ def test_download_invalid_component(store: RedisJobDefManager, tmp_path: Path) -
 
 
 def test_corrupt_blob_is_detected_and_download_leaves_nothing(
-    store: RedisJobDefManager, tmp_path: Path
+    chunked: RedisJobDefManager, tmp_path: Path
 ) -> None:
-    jid = new_job(store, b"original bytes")
-    (chunk,) = [k for k in chunk_keys_of(store, jid) if b":chunk:" in k]
-    store.client.set(chunk, b"tampered bytes")
+    jid = new_job(chunked, b"original bytes")
+    (chunk,) = [k for k in chunk_keys_of(chunked, jid) if b":chunk:" in k]
+    chunked.client.set(chunk, b"tampered bytes")
     with pytest.raises(redisjobs.BlobCorrupt, match="data"):
-        store.get_content({"job_id": jid})
+        chunked.get_content({"job_id": jid})
     folder = tmp_path / jid
     folder.mkdir()
     with pytest.raises(redisjobs.BlobCorrupt):
-        store.get_storage_for_download(jid, str(tmp_path), "data", "job.zip")
+        chunked.get_storage_for_download(jid, str(tmp_path), "data", "job.zip")
     assert os.listdir(folder) == []  # no partial file, no temporary file
 
 

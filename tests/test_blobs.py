@@ -17,7 +17,8 @@ CS = 1024  # a small chunk size, so multi-chunk blobs stay small
 
 @pytest.fixture
 def small(make_store) -> RedisJobDefManager:  # type: ignore[no-untyped-def]
-    return make_store(chunk_size=CS)  # type: ignore[no-any-return]
+    """Small chunks, and nothing inlined but the empty blob: these tests are about chunks."""
+    return make_store(chunk_size=CS, inline_max=0)  # type: ignore[no-any-return]
 
 
 def payload(n: int, seed: int = 0) -> bytes:
@@ -172,16 +173,52 @@ def test_a_reader_racing_a_replacement_gets_one_whole_version(small: RedisJobDef
     jid = small.create({}, b"x")["job_id"]
     a, b = b"a" * (6 * CS), b"b" * (6 * CS)
     small.save_workspace(jid, a)
-    real_manifest = small.blobs.manifest
+    real_lookup = small.blobs._lookup
     calls = {"n": 0}
 
-    def manifest_then_replace(j: str, c: str):  # type: ignore[no-untyped-def]
-        found = real_manifest(j, c)
+    def lookup_then_replace(j: str, c: str):  # type: ignore[no-untyped-def]
+        found = real_lookup(j, c)
         calls["n"] += 1
         if calls["n"] == 1:
-            small.blobs.manifest = real_manifest  # type: ignore[method-assign]
+            small.blobs._lookup = real_lookup  # type: ignore[method-assign]
             small.save_workspace(jid, b)  # frees a's chunks under the reader
         return found
 
-    small.blobs.manifest = manifest_then_replace  # type: ignore[method-assign]
+    small.blobs._lookup = lookup_then_replace  # type: ignore[method-assign]
     assert small.get_storage_component(jid, "workspace") == b
+
+
+@pytest.mark.parametrize("size", [0, 1, 2048, 64 * 1024])
+def test_small_blobs_are_inline_and_take_one_round_trip(make_store, size: int) -> None:  # type: ignore[no-untyped-def]
+    m = make_store()  # default chunk size and inline_max (64 KiB)
+    data = payload(size, seed=7)
+    jid = m.create({}, data)["job_id"]
+    manifest = m.blobs.manifest(jid, "data")
+    assert manifest is not None and manifest["inline"] is True and manifest["chunks"] == 0
+    assert list(m.client.scan_iter(match=m.keys.chunk_pattern())) == []
+    assert m.client.zcard(m.keys.uploads) == 0
+    assert m.get_content({"job_id": jid}) == data
+    m.save_workspace(jid, data[::-1])
+    assert m.get_storage_component(jid, "workspace") == data[::-1]
+    m.delete(jid)
+    assert m.client.exists(m.keys.inline(jid)) == 0
+
+
+def test_replacing_inline_with_chunked_and_back(make_store) -> None:  # type: ignore[no-untyped-def]
+    m = make_store(chunk_size=4096, inline_max=1000)
+    jid = m.create({}, b"x")["job_id"]
+    for value in (payload(10, 1), payload(3 * 4096 + 5, 2), payload(999, 3), payload(1001, 4)):
+        m.save_workspace(jid, value)
+        assert m.get_storage_component(jid, "workspace") == value
+        stored_inline = m.client.hexists(m.keys.inline(jid), "workspace")
+        assert bool(stored_inline) == (len(value) <= 1000)
+    assert m.gc(grace=0).chunks_freed == 0  # replaced versions were freed at once
+
+
+def test_a_corrupt_inline_blob_is_detected(make_store) -> None:  # type: ignore[no-untyped-def]
+    m = make_store()
+    jid = m.create({}, b"inline bytes")["job_id"]
+    m.client.hset(m.keys.inline(jid), "data", b"inline bytez")
+    with pytest.raises(BlobCorrupt, match=jid):
+        m.get_content({"job_id": jid})
+    m.client.hset(m.keys.inline(jid), "data", b"inline bytes")

@@ -68,7 +68,15 @@ def test_single_job_operations_take_one_round_trip_each(counted: RedisJobDefMana
     assert trips(m.set_status, jid, RunStatus.DISPATCHED)[0] == 1
     assert trips(m.update_meta, jid, {"schedule_count": 1})[0] == 1
     assert trips(m.set_approval, jid, "r", True, "ok")[0] == 1
-    assert trips(m.get_content, {"job_id": jid})[0] == 2  # manifest, then the chunk(s)
+    # Small blobs travel inline: one round trip each.
+    assert trips(m.get_content, {"job_id": jid})[0] == 1
     n_create, meta = trips(m.create, {"name": "two"}, b"small")
-    assert n_create == 2  # the chunk, then the create script
+    assert n_create == 1
+    assert trips(m.save_workspace, meta["job_id"], b"ws")[0] == 1
+    assert trips(m.delete, meta["job_id"])[0] == 1
+    # A chunked blob: the chunk (with its registration), then the script; reads: manifest, chunks.
+    big = b"x" * (m.inline_max + 1)
+    n_create, meta = trips(m.create, {"name": "three"}, big)
+    assert n_create == 2
+    assert trips(m.get_content, meta)[0] == 2
     assert trips(m.delete, meta["job_id"])[0] == 2  # the script, then unlinking the chunks

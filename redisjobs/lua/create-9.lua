@@ -11,6 +11,7 @@
     KEYS[6] event stream         events
     KEYS[7] the initial status's set  status:SUBMITTED (status:<S> for an import)
     KEYS[8] uploads zset         uploads
+    KEYS[9] inline blobs hash    inline:<jid>
 
     ARGV[1] job id
     ARGV[2] priority (integer)
@@ -18,11 +19,13 @@
     ARGV[4] time (epoch seconds)
     ARGV[5] event stream cap
     ARGV[6] n: number of blob manifests
-    ARGV[7] the data upload's registration in the uploads zset
+    ARGV[7] the data upload's registration in the uploads zset ("" for an inline blob)
     ARGV[8] the initial status: SUBMITTED, or the stored one for an import (queued only if SUBMITTED)
     ARGV[9] the event's op: "create" or "import"
-    ARGV[10 .. 9+2n] component, manifest pairs (the data manifest first)
-    ARGV[10+2n ..] job hash field, value pairs: meta (orjson values) and approvals
+    ARGV[10] "1" if the data is inline, else "0"
+    ARGV[11] the inline data ("" when chunked)
+    ARGV[12 .. 11+2n] component, manifest pairs (the data manifest first)
+    ARGV[12+2n ..] job hash field, value pairs: meta (orjson values) and approvals
             ("\0approval:" .. reviewer -> orjson [approved, note])
 
   Output:
@@ -35,21 +38,22 @@
 
 local jid = ARGV[1]
 local nblobs = tonumber(ARGV[6])
-local first_field = 10 + 2 * nblobs
+local first_field = 12 + 2 * nblobs
 local status = ARGV[8]
 
 if redis.call("EXISTS", KEYS[1]) == 1 then
-  if nblobs > 0 and redis.call("HGET", KEYS[2], ARGV[10]) == ARGV[11] then
+  if nblobs > 0 and redis.call("HGET", KEYS[2], ARGV[12]) == ARGV[13] then
     return {OK, tonumber(redis.call("ZSCORE", KEYS[3], jid))}
   end
-  redis.call("ZREM", KEYS[8], ARGV[7])
+  if ARGV[7] ~= "" then redis.call("ZREM", KEYS[8], ARGV[7]) end
   return {E_EXISTS}
 end
-if redis.call("ZREM", KEYS[8], ARGV[7]) == 0 then return {E_UPLOAD_EXPIRED} end
+if ARGV[7] ~= "" and redis.call("ZREM", KEYS[8], ARGV[7]) == 0 then return {E_UPLOAD_EXPIRED} end
 
 local seq = redis.call("INCR", KEYS[5])
 hset_range(KEYS[1], first_field, #ARGV)
-if nblobs > 0 then hset_range(KEYS[2], 10, first_field - 1) end
+if nblobs > 0 then hset_range(KEYS[2], 12, first_field - 1) end
+if ARGV[10] == "1" then redis.call("HSET", KEYS[9], ARGV[12], ARGV[11]) end
 redis.call("ZADD", KEYS[3], seq, jid)
 if status == "SUBMITTED" then redis.call("ZADD", KEYS[4], queue_score(tonumber(ARGV[2]), seq), jid) end
 redis.call("SADD", KEYS[7], jid)

@@ -11,17 +11,18 @@
     KEYS[5]  event stream         events
     KEYS[6]  leases zset          leases
     KEYS[7]  owners hash          owners
-    KEYS[8]  status:SUBMITTED
-    KEYS[9]  status:APPROVED
-    KEYS[10] status:DISPATCHED
-    KEYS[11] status:RUNNING
-    KEYS[12] status:FINISHED:COMPLETED
-    KEYS[13] status:FINISHED:ABORTED
-    KEYS[14] status:FINISHED:EXECUTION_EXCEPTION
-    KEYS[15] status:FINISHED:ABNORMAL
-    KEYS[16] status:FINISHED:CAN_NOT_SCHEDULE
-    KEYS[17] status:FINISHED:FAILED_TO_RUN
-    KEYS[18] status:FINISHED:ABANDONED
+    KEYS[8]  inline blobs hash    inline:<jid>
+    KEYS[9]  status:SUBMITTED
+    KEYS[10] status:APPROVED
+    KEYS[11] status:DISPATCHED
+    KEYS[12] status:RUNNING
+    KEYS[13] status:FINISHED:COMPLETED
+    KEYS[14] status:FINISHED:ABORTED
+    KEYS[15] status:FINISHED:EXECUTION_EXCEPTION
+    KEYS[16] status:FINISHED:ABNORMAL
+    KEYS[17] status:FINISHED:CAN_NOT_SCHEDULE
+    KEYS[18] status:FINISHED:FAILED_TO_RUN
+    KEYS[19] status:FINISHED:ABANDONED
 
     ARGV[1] job id
     ARGV[2] actor
@@ -35,7 +36,7 @@
 -- @include "common"
 -- @include "statuses"
 
-local STATUS_KEY0 = 7
+local STATUS_KEY0 = 8
 local jid = ARGV[1]
 if redis.call("EXISTS", KEYS[1]) == 0 then return {E_NOT_FOUND} end
 local cur = unjson_str(redis.call("HGET", KEYS[1], "status")) or ""
@@ -46,6 +47,6 @@ redis.call("ZREM", KEYS[3], jid)
 redis.call("ZREM", KEYS[4], jid)
 redis.call("ZREM", KEYS[6], jid)
 redis.call("HDEL", KEYS[7], jid)
-redis.call("DEL", KEYS[1], KEYS[2])
+redis.call("DEL", KEYS[1], KEYS[2], KEYS[8])
 emit(KEYS[5], ARGV[4], jid, "delete", cur, "", ARGV[2], ARGV[3])
 return {OK, cur, manifests}

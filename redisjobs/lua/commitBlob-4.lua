@@ -8,10 +8,13 @@
     KEYS[1] job hash             job:<jid>
     KEYS[2] blob manifests hash  blobs:<jid>
     KEYS[3] uploads zset         uploads
+    KEYS[4] inline blobs hash    inline:<jid>
 
     ARGV[1] component
     ARGV[2] manifest (orjson)
-    ARGV[3] the upload's registration in the uploads zset
+    ARGV[3] the upload's registration in the uploads zset ("" for an inline blob)
+    ARGV[4] "1" if the blob is inline, else "0"
+    ARGV[5] the inline bytes ("" when chunked)
 
   Output:
     {1, previous manifest or false}
@@ -21,9 +24,14 @@
 -- @include "common"
 
 if redis.call("HGET", KEYS[2], ARGV[1]) == ARGV[2] then return {OK, false} end
-local registered = redis.call("ZREM", KEYS[3], ARGV[3])
+local registered = ARGV[3] == "" or redis.call("ZREM", KEYS[3], ARGV[3]) == 1
 if redis.call("EXISTS", KEYS[1]) == 0 then return {E_NOT_FOUND} end
-if registered == 0 then return {E_UPLOAD_EXPIRED} end
+if not registered then return {E_UPLOAD_EXPIRED} end
 local old = redis.call("HGET", KEYS[2], ARGV[1])
 redis.call("HSET", KEYS[2], ARGV[1], ARGV[2])
+if ARGV[4] == "1" then
+  redis.call("HSET", KEYS[4], ARGV[1], ARGV[5])
+else
+  redis.call("HDEL", KEYS[4], ARGV[1])
+end
 return {OK, old}
