@@ -89,9 +89,6 @@ def encode_fields(jid: object, meta: Mapping[Any, Any]) -> list[bytes | str]:
     return out
 
 
-_APPROVAL_PREFIX = APPROVAL_FIELD.encode()
-
-
 def approval_pairs(jid: object, approvals: Mapping[str, Any]) -> list[bytes | str]:
     """``[APPROVAL_FIELD + reviewer, orjson([approved, note]), ...]`` for HSET."""
     out: list[bytes | str] = []
@@ -103,25 +100,6 @@ def approval_pairs(jid: object, approvals: Mapping[str, Any]) -> list[bytes | st
         except TypeError as e:
             raise InvalidMeta(jid, f"the approval of {reviewer!r} is not JSON-serializable: {e}") from None
     return out
-
-
-def decode_meta(fields: Mapping[bytes, bytes]) -> dict[str, Any]:
-    """Rebuild a job's meta dict (a fresh one on every call) from its hash: meta fields, and
-    approval fields gathered into ``meta["approvals"]`` (present once any approval exists, or when
-    the job was given an ``approvals`` key)."""
-    meta: dict[str, Any] = {}
-    approvals: dict[str, Any] = {}
-    for k, v in fields.items():
-        if k.startswith(_APPROVAL_PREFIX):
-            approvals[k[len(_APPROVAL_PREFIX) :].decode()] = orjson.loads(v)
-        else:
-            meta[k.decode()] = orjson.loads(v)
-    if approvals or "approvals" in meta:
-        given = meta.get("approvals")
-        merged: dict[str, Any] = given if isinstance(given, dict) else {}
-        merged.update(approvals)
-        meta["approvals"] = merged
-    return meta
 
 
 def pairs_to_dict(flat: list[bytes]) -> dict[bytes, bytes]:

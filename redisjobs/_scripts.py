@@ -78,3 +78,4 @@ class Scripts:
         self.claim = self.by_name["claim"]
         self.renew = self.by_name["renew"]
         self.settle = self.by_name["settle"]
+        self.get_jobs = self.by_name["getJobs"]

@@ -46,7 +46,6 @@ from ._codec import (
     check_job_id,
     check_priority,
     check_status,
-    decode_meta,
     dumps,
     encode_fields,
     is_valid_component,
@@ -377,14 +376,13 @@ class RedisJobDefManager:
         return Job.from_meta(meta)
 
     def _fetch(self, ids: Sequence[str]) -> list[Job]:
-        """Jobs for ``ids`` in that order, one pipelined round trip per batch; missing ones skipped."""
+        """Jobs for ``ids`` in that order, one round trip per batch; missing ones skipped."""
         out: list[Job] = []
+        prefix = self.keys.job_prefix
         for start in range(0, len(ids), self.batch_size):
-            batch = ids[start : start + self.batch_size]
-            pipe = self.client.pipeline(transaction=False)
-            for jid in batch:
-                pipe.hgetall(self.keys.job(jid))
-            out += [self._job_from_meta(decode_meta(fields)) for fields in pipe.execute() if fields]
+            keys = [prefix + jid.encode() for jid in ids[start : start + self.batch_size]]
+            docs = self._s.get_jobs(keys=keys, args=[0])
+            out += [self._job_from_meta(orjson.loads(doc)) for doc in docs if doc]
         return out
 
     def iter_job_ids(self) -> Iterator[str]:
@@ -585,7 +583,8 @@ class RedisJobDefManager:
             ],
         )
         raise_for_code(code, jid, rest)
-        return decode_meta(pairs_to_dict(rest[0]))
+        meta: dict[str, Any] = orjson.loads(rest[0])
+        return meta
 
     # -- several server processes: claims, leases, reaping, events --------------------------------
 
@@ -614,7 +613,7 @@ class RedisJobDefManager:
             )  # fmt: skip
             candidates = self._queue_head = head
             for _jid, fields in got:
-                job = self._job_from_meta(decode_meta(pairs_to_dict(fields)))
+                job = self._job_from_meta(orjson.loads(fields))
                 job.dispatcher_id = owner
                 claimed.append(job)
             if len(claimed) >= limit or not stale:

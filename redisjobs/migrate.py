@@ -9,6 +9,9 @@ records beside it, in ``job_submit_records/<sha>/<sha>/<sha>/meta``. ``migrate``
   stored content differs is reported as a conflict and never overwritten; a job interrupted half-way
   (its data stored, a component not) is completed by the next run;
 - the source is never modified;
+- a job of NVFlare's old storage format (no ``data_storage_format`` in its meta: ``data`` holds a
+  fobs dict with the job's zip and maybe its workspace) is unwrapped, so that its content reads
+  back as the zip NVFlare's ``get_content`` returns; this needs nvflare installed;
 - the report compares counts, and the sha256 of every blob on disk with the sha256 that Redis holds.
 """
 
@@ -56,9 +59,12 @@ class MigrationReport:
         return not (self.conflicts or self.errors or self.mismatches)
 
 
-def sha256_file(path: str) -> str:
+def sha256_of(source: str | bytes) -> str:
+    """sha256 of bytes, or of a file's contents read in blocks."""
+    if isinstance(source, bytes):
+        return hashlib.sha256(source).hexdigest()
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(source, "rb") as f:
         while block := f.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
@@ -81,7 +87,25 @@ class _Job:
     jid: str
     folder: str
     meta: dict[str, Any]
-    components: dict[str, str]  # name -> file path
+    components: dict[str, str | bytes]  # name -> file path, or the bytes of an unwrapped old-format blob
+
+
+def _unwrap_legacy(job: _Job) -> None:
+    """NVFlare's old format: ``data`` is a fobs dict {"job_data_": zip, "workspace_data_": ...}."""
+    try:
+        from nvflare.fuel.utils import fobs
+    except ImportError:
+        raise ValueError("old-format job (no data_storage_format): install nvflare to migrate it") from None
+    data = job.components["data"]
+    if isinstance(data, str):
+        with open(data, "rb") as f:
+            data = f.read()
+    payload = fobs.loads(data)
+    if not isinstance(payload, dict) or not isinstance(payload.get("job_data_"), bytes):
+        raise ValueError("old-format job whose data holds no job_data_")
+    job.components["data"] = payload["job_data_"]
+    if isinstance(payload.get("workspace_data_"), bytes) and "workspace" not in job.components:
+        job.components["workspace"] = payload["workspace_data_"]
 
 
 def find_jobs(jobs_dir: str) -> Iterator[_Job | str]:
@@ -98,14 +122,21 @@ def find_jobs(jobs_dir: str) -> Iterator[_Job | str]:
         except (InvalidJobId, ValueError, SyntaxError, OSError) as e:
             yield f"job folder {name!r}: {e}"
             continue
-        components = {
+        components: dict[str, str | bytes] = {
             entry: os.path.join(folder, entry)
             for entry in sorted(os.listdir(folder))
             if entry not in _NOT_COMPONENTS
             and is_valid_component(entry)
             and os.path.isfile(os.path.join(folder, entry))
         }
-        yield _Job(name, folder, meta, components)
+        job = _Job(name, folder, meta, components)
+        if not meta.get("data_storage_format"):
+            try:
+                _unwrap_legacy(job)
+            except (ValueError, OSError, RuntimeError) as e:
+                yield f"job {name!r}: {e}"
+                continue
+        yield job
 
 
 def find_records(jobs_dir: str) -> Iterator[dict[str, Any] | str]:
@@ -173,7 +204,7 @@ def _migrate_job(manager: RedisJobDefManager, job: _Job, report: MigrationReport
         report.conflicts.append(f"job {job.jid!r}: already in Redis with different meta")
         return
     shas = _stored_shas(manager, job.jid) if existing is not None else {}
-    on_disk = {name: sha256_file(path) for name, path in job.components.items()}
+    on_disk = {name: sha256_of(source) for name, source in job.components.items()}
     differing = [n for n in on_disk if n in shas and shas[n] != on_disk[n]]
     if differing:
         report.conflicts.append(f"job {job.jid!r}: already in Redis with different {', '.join(differing)}")

@@ -29,6 +29,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
+import redis
 from nvflare.apis.job_def import job_from_meta
 from nvflare.apis.job_def_manager_spec import JobDefManagerSpec
 from nvflare.apis.storage import StorageException
@@ -42,8 +43,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _as_storage_errors(method: F) -> F:
-    """Re-raise the store's errors as NVFlare's ``StorageException`` (keeping the cause), as
-    NVFlare's filesystem store does for the same failures. Invalid ids stay ``ValueError``."""
+    """Re-raise the store's errors, and Redis being unreachable, as NVFlare's ``StorageException``
+    (keeping the cause), as NVFlare's filesystem store does for the same failures: its admin
+    commands catch that one. Invalid ids stay ``ValueError``, as in NVFlare."""
 
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -51,7 +53,7 @@ def _as_storage_errors(method: F) -> F:
             return method(*args, **kwargs)
         except (InvalidJobId, InvalidStatus):
             raise
-        except RedisJobsError as e:
+        except (RedisJobsError, redis.RedisError) as e:
             raise StorageException(str(e)) from e
 
     return cast(F, wrapper)
@@ -110,7 +112,7 @@ class RedisJobDefManager(core.RedisJobDefManager, JobDefManagerSpec):  # type: i
             return False
         except (InvalidJobId, InvalidStatus):
             raise
-        except RedisJobsError as e:
+        except (RedisJobsError, redis.RedisError) as e:
             raise StorageException(str(e)) from e
 
     # -- StorageException where NVFlare's store raises it ------------------------------------------

@@ -1,0 +1,252 @@
+"""Latency of the job-manager API: redisjobs beside NVFlare's own store and a bare Redis round trip.
+
+    python benchmarks/latency.py [--sizes 1000,10000,100000] [--url URL] [--repeat 200] [--plot]
+
+For each N stored jobs, median and p99 latency of every operation, for:
+
+- ``redis``: redisjobs on a real redis-server (a private one on loopback unless ``--url``);
+- ``fakeredis``: redisjobs on fakeredis, in process (``--no-fake`` to skip);
+- ``nvflare``: NVFlare's ``SimpleJobDefManager`` on ``FilesystemStorage`` in a temp folder, when
+  nvflare is installed (``pip install 'redisjobs[nvflare]'``; ``--no-nvflare`` to skip);
+
+each beside bare redis-py round trips measured in the same run: PING, and EVALSHA of ``return 1``.
+Writes ``benchmarks/results/latency.json`` and ``latency.md`` (a markdown table with ratios), and
+``latency.png`` (latency against N) with ``--plot`` (needs matplotlib).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import redis
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import RESULTS, machine, median, p99, real_server, save, server_info, table
+
+from redisjobs import RedisJobDefManager, RunStatus
+
+KB = 1024
+QUEUED_FEW = 10
+
+
+class Target:
+    """One store under test, with NVFlare's calling convention (``fl_ctx`` last)."""
+
+    def __init__(
+        self, name: str, manager: Any, fl_ctx: Any = None, cleanup: Callable[[], None] | None = None
+    ):
+        self.name, self.m, self.ctx = name, manager, fl_ctx
+        self.cleanup = cleanup or (lambda: None)
+
+    def create(self, meta: dict[str, Any], content: bytes) -> str:
+        return str(self.m.create(meta, content, self.ctx)["job_id"])
+
+
+def redis_target(url: str, namespace: str) -> Target:
+    m = RedisJobDefManager(url, namespace=namespace)
+
+    def cleanup() -> None:
+        for key in list(m.client.scan_iter(match=f"rj:{{{namespace}*", count=10_000)):
+            m.client.unlink(key)
+
+    cleanup()
+    return Target("redis", m, cleanup=cleanup)
+
+
+def fake_target() -> Target:
+    import fakeredis
+
+    return Target("fakeredis", RedisJobDefManager(client=fakeredis.FakeRedis()))
+
+
+def nvflare_target() -> Target | None:
+    try:
+        from unittest.mock import MagicMock
+
+        from nvflare.apis.fl_context import FLContextManager
+        from nvflare.apis.impl.job_def_manager import SimpleJobDefManager
+        from nvflare.apis.server_engine_spec import ServerEngineSpec
+        from nvflare.app_common.storages.filesystem_storage import FilesystemStorage
+    except ImportError:
+        return None
+    folder = tempfile.mkdtemp(prefix="redisjobs-bench-nvflare-")
+    engine = MagicMock(spec=ServerEngineSpec)
+    engine.get_component.return_value = FilesystemStorage()
+    ctx = FLContextManager(engine=engine).new_context()
+    manager = SimpleJobDefManager(uri_root=os.path.join(folder, "jobs"))
+    return Target("nvflare", manager, ctx, cleanup=lambda: shutil.rmtree(folder, ignore_errors=True))
+
+
+def populate(t: Target, n: int, queued: int, content: bytes) -> list[str]:
+    """n jobs, of which ``queued`` stay SUBMITTED and the rest are finished."""
+    ids = [t.create({"name": f"bench-{i}"}, content) for i in range(n)]
+    for jid in ids[: n - queued]:
+        t.m.set_status(jid, RunStatus.FINISHED_COMPLETED, t.ctx)
+    return ids
+
+
+def sample(fn: Callable[[], Any], repeat: int, before: Callable[[], Any] | None = None) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        arg = before() if before else None
+        start = time.perf_counter()
+        fn() if arg is None else fn(arg)  # type: ignore[call-arg]
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def measure(t: Target, n: int, repeat: int, small: bytes, big: bytes) -> dict[str, list[float]]:
+    """Every operation against ``t`` holding n jobs (QUEUED_FEW of them SUBMITTED)."""
+    m, ctx = t.m, t.ctx
+    ids = populate(t, n, QUEUED_FEW, small)
+    probe = ids[-1]  # a SUBMITTED job
+    few = max(3, repeat // 20)  # listings are slow on some stores: fewer samples
+    m.get_jobs_to_schedule(ctx)  # NVFlare tags finished jobs on its first scan: measure steady state
+    r: dict[str, list[float]] = {}
+    # Reads and in-place updates first, while exactly QUEUED_FEW jobs are queued.
+    r["get_job"] = sample(lambda: m.get_job(probe, ctx), repeat)
+    probe_meta = m.get_job(probe, ctx).meta  # NVFlare reads the content's format from the meta
+    r["get_content"] = sample(lambda: m.get_content(probe_meta, ctx), repeat)
+    r["update_meta"] = sample(lambda: m.update_meta(probe, {"schedule_count": 1}, ctx), repeat)
+    r["set_approval"] = sample(lambda: m.set_approval(probe, "admin@example.org", True, "ok", ctx), repeat)
+    r["get_jobs_to_schedule (10 queued)"] = sample(lambda: m.get_jobs_to_schedule(ctx), few)
+    r["get_all_jobs"] = sample(lambda: m.get_all_jobs(ctx), few)
+    r["get_jobs_by_status"] = sample(lambda: m.get_jobs_by_status(RunStatus.SUBMITTED, ctx), few)
+    # Then what adds or removes jobs.
+    r["create 2KB"] = sample(lambda: t.create({"name": "c"}, small), repeat)
+    r["create 1MB"] = sample(lambda: t.create({"name": "c"}, big), max(3, repeat // 10))
+    fresh = iter([t.create({"name": "s"}, small) for _ in range(repeat)])
+    r["set_status"] = sample(lambda jid: m.set_status(jid, RunStatus.FINISHED_ABORTED, ctx), repeat, lambda: next(fresh))
+    doomed = iter([t.create({"name": "d"}, small) for _ in range(repeat)])
+    r["delete"] = sample(lambda jid: m.delete(jid, ctx), repeat, lambda: next(doomed))
+    t.cleanup()
+    # Half the jobs queued: what a busy server's scheduler reads every second.
+    populate(t, n, n // 2, small)
+    m.get_jobs_to_schedule(ctx)
+    r["get_jobs_to_schedule (N/2 queued)"] = sample(lambda: m.get_jobs_to_schedule(ctx), few)
+    t.cleanup()
+    return r
+
+
+def floor(url: str, repeat: int) -> dict[str, list[float]]:
+    client = redis.Redis.from_url(url)
+    script = client.register_script("return 1")
+    script()
+    return {"PING": sample(client.ping, repeat * 5), "EVALSHA": sample(script, repeat * 5)}
+
+
+@contextlib.contextmanager
+def targets(url: str, fake: bool, nvflare: bool) -> Iterator[list[Target]]:
+    made = [redis_target(url, "bench-latency")]
+    if fake:
+        made.append(fake_target())
+    if nvflare:
+        nv = nvflare_target()
+        if nv is None:
+            print("nvflare is not installed: measuring redisjobs only (pip install 'redisjobs[nvflare]')")
+        else:
+            made.append(nv)
+    try:
+        yield made
+    finally:
+        for t in made:
+            t.cleanup()
+
+
+def report(results: dict[str, Any]) -> str:
+    """The markdown table: medians (ms) per store, ratios to EVALSHA and to NVFlare."""
+    floor_ms = {k: median(v) * 1e3 for k, v in results["floor"].items()}
+    lines = [
+        f"Bare round trips: PING {floor_ms['PING']:.3f} ms, EVALSHA {floor_ms['EVALSHA']:.3f} ms (medians).",
+        "",
+    ]
+    for n, per_target in results["runs"].items():
+        names = list(per_target)
+        headers = ["operation", *[f"{t} p50 / p99 ms" for t in names], "redis / EVALSHA"]
+        if "nvflare" in names:
+            headers.append("nvflare / redis")
+        rows = []
+        for op in per_target["redis"]:
+            meds = {t: median(per_target[t][op]) * 1e3 for t in names}
+            row = [op, *[f"{meds[t]:.3f} / {p99(per_target[t][op]) * 1e3:.3f}" for t in names]]
+            row.append(f"{meds['redis'] / floor_ms['EVALSHA']:.2f}x")
+            if "nvflare" in names:
+                row.append(f"{meds['nvflare'] / meds['redis']:.1f}x")
+            rows.append(row)
+        lines += [f"### N = {int(n):,} jobs", "", table(headers, rows), ""]
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = [int(n) for n in results["runs"]]
+    ops = list(next(iter(results["runs"].values()))["redis"])
+    fig, axes = plt.subplots(3, 4, figsize=(16, 10))
+    for ax, op in zip(axes.flat, ops, strict=False):
+        for name in next(iter(results["runs"].values())):
+            ax.plot(
+                sizes,
+                [median(results["runs"][str(n)][name][op]) * 1e3 for n in sizes],
+                marker="o",
+                label=name,
+            )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(op, fontsize=9)
+        ax.set_xlabel("stored jobs")
+        ax.set_ylabel("median ms")
+    axes.flat[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url", help="a Redis to measure (default: a private redis-server)")
+    parser.add_argument("--sizes", default="1000,10000,100000", help="stored job counts, comma-separated")
+    parser.add_argument("--repeat", type=int, default=200, help="samples per single-job operation")
+    parser.add_argument("--no-fake", action="store_true", help="skip redisjobs on fakeredis")
+    parser.add_argument("--no-nvflare", action="store_true", help="skip NVFlare's filesystem store")
+    parser.add_argument("--plot", action="store_true", help="write latency.png (needs matplotlib)")
+    args = parser.parse_args(argv)
+    small, big = os.urandom(2 * KB), os.urandom(1024 * KB)
+    results: dict[str, Any] = {"runs": {}, "machine": machine()}
+    with real_server(args.url) as url, targets(url, not args.no_fake, not args.no_nvflare) as made:
+        results["server"] = server_info(url)
+        results["floor"] = floor(url, args.repeat)
+        for n in (int(s) for s in args.sizes.split(",")):
+            results["runs"][str(n)] = {}
+            for t in made:
+                start = time.monotonic()
+                results["runs"][str(n)][t.name] = measure(t, n, args.repeat, small, big)
+                print(f"N={n:,} {t.name}: measured in {time.monotonic() - start:.0f} s", flush=True)
+    text = report(results)
+    print()
+    print(text)
+    save("latency", results)
+    with open(os.path.join(RESULTS, "latency.md"), "w") as f:
+        f.write(text + "\n")
+    if args.plot:
+        plot(results, os.path.join(RESULTS, "latency.png"))
+    print(
+        f"\nresults: {os.path.join(RESULTS, 'latency.json')}, latency.md"
+        + (", latency.png" if args.plot else "")
+    )
+
+
+if __name__ == "__main__":
+    main()
