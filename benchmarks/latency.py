@@ -124,7 +124,9 @@ def measure(t: Target, n: int, repeat: int, small: bytes, big: bytes) -> dict[st
     r["create 2KB"] = sample(lambda: t.create({"name": "c"}, small), repeat)
     r["create 1MB"] = sample(lambda: t.create({"name": "c"}, big), max(3, repeat // 10))
     fresh = iter([t.create({"name": "s"}, small) for _ in range(repeat)])
-    r["set_status"] = sample(lambda jid: m.set_status(jid, RunStatus.FINISHED_ABORTED, ctx), repeat, lambda: next(fresh))
+    r["set_status"] = sample(
+        lambda jid: m.set_status(jid, RunStatus.FINISHED_ABORTED, ctx), repeat, lambda: next(fresh)
+    )
     doomed = iter([t.create({"name": "d"}, small) for _ in range(repeat)])
     r["delete"] = sample(lambda jid: m.delete(jid, ctx), repeat, lambda: next(doomed))
     t.cleanup()

@@ -27,6 +27,7 @@ from ._events import Event, Settled
 from ._lifecycle import TRANSITIONS
 from ._types import Job, JobMetaKey, RunStatus, SubmitRecordKey, SubmitRecordState
 from .manager import RedisJobDefManager
+from .server import embedded
 
 __version__ = "0.1.0"
 
@@ -58,4 +59,5 @@ __all__ = [
     "UploadExpired",
     "__version__",
     "check_job_id",
+    "embedded",
 ]

@@ -66,17 +66,23 @@ class InvalidComponent(RedisJobsError, ValueError):
         super().__init__(f"invalid component {component!r} for job {jid!r}: {reason}")
 
 
+def _for_job(jid: object) -> str:
+    """ " for job 'x'" when the error is about a job, "" when it is not (a listing, a recovery)."""
+    return f" for job {jid!r}" if jid is not None else ""
+
+
 class InvalidStatus(RedisJobsError, ValueError):
     def __init__(self, jid: object, status: object) -> None:
         self.jid = jid
         self.status = status
-        super().__init__(f"invalid status {status!r} for job {jid!r}: use a RunStatus value")
+        super().__init__(f"invalid status {status!r}{_for_job(jid)}: use a RunStatus value")
 
 
 class InvalidTransition(RedisJobsError, ValueError):
-    def __init__(self, jid: str, old: str, new: str) -> None:
+    def __init__(self, jid: str | None, old: str, new: str) -> None:
         self.jid, self.old, self.new = jid, old, new
-        super().__init__(f"job {jid!r} cannot go from {old} to {new}: the status table forbids it")
+        who = f"job {jid!r}" if jid is not None else "a job"
+        super().__init__(f"{who} cannot go from {old} to {new}: the status table forbids it")
 
 
 class StatusConflict(RedisJobsError):

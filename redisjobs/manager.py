@@ -678,9 +678,9 @@ class RedisJobDefManager:
         to_d, to_r = check_status(None, dispatched), check_status(None, running)
         # Settling lets go of the job: it must leave the held statuses (back to the queue, or done).
         if to_d != RunStatus.SUBMITTED.value and to_d not in FINISHED:
-            raise InvalidTransition("<recover>", RunStatus.DISPATCHED.value, to_d)
+            raise InvalidTransition(None, RunStatus.DISPATCHED.value, to_d)
         if to_r not in FINISHED:
-            raise InvalidTransition("<recover>", RunStatus.RUNNING.value, to_r)
+            raise InvalidTransition(None, RunStatus.RUNNING.value, to_r)
         held = [
             j.decode() for j, o in self.client.hscan_iter(self.keys.owners, count=1000) if o.decode() == owner
         ]

@@ -16,7 +16,7 @@ import fakeredis
 import pytest
 
 from redisjobs import RedisJobDefManager
-from redisjobs.embedded import RedisServer, find_redis_server
+from redisjobs.server import RedisServer, find_redis_server
 
 
 def start_server(*extra: str) -> RedisServer:

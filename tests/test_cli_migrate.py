@@ -1,0 +1,152 @@
+"""``redisjobs migrate`` and ``redisjobs nvflare configure`` through click's runner, on a store laid
+out as NVFlare's filesystem store lays it out (built by hand here; tests/test_nvflare.py builds one
+with NVFlare itself)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from redisjobs import RedisJobDefManager
+from redisjobs.cli import main
+from redisjobs.kit import ADAPTER, BACKUP_SUFFIX
+
+pytestmark = pytest.mark.real
+
+
+@pytest.fixture
+def ns(redis_url: str) -> Iterator[str]:
+    name = "cli-mig-" + uuid.uuid4().hex[:8]
+    yield name
+    m = RedisJobDefManager(redis_url, namespace=name)
+    for key in list(m.client.scan_iter(match=f"rj:{{{name}*")):
+        m.client.unlink(key)
+    m.close()
+
+
+def nvflare_store(root: Path) -> tuple[Path, dict[str, dict]]:  # type: ignore[type-arg]
+    """Three jobs in NVFlare's layout: <uri_root>/<jid>/{meta,data,workspace,...}."""
+    jobs = root / "jobs"
+    metas = {}
+    for i, status in enumerate(["SUBMITTED", "FINISHED:COMPLETED", "FINISHED:ABORTED"]):
+        jid = str(uuid.uuid4())
+        folder = jobs / jid
+        folder.mkdir(parents=True)
+        meta = {"job_id": jid, "name": f"job-{i}", "status": status, "submit_time": time.time() + i,
+                "start_time": "", "duration": "N/A", "data_storage_format": 2}  # fmt: skip
+        (folder / "meta").write_text(json.dumps(meta))
+        (folder / "data").write_bytes(f"zip-{i}".encode() * 100)
+        (folder / "scheduled").write_text("")  # NVFlare's tag file: not a component
+        if i == 1:
+            (folder / "workspace").write_bytes(b"workspace" * 10_000)
+            (folder / "ERRORLOG_site-1").write_bytes(b"boom")
+        metas[jid] = meta
+    return jobs, metas
+
+
+def invoke(url: str, ns: str, *args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(main, [*args, "--url", url, "--namespace", ns])
+
+
+def test_migrate_imports_verifies_and_is_idempotent(redis_url: str, ns: str, tmp_path: Path) -> None:
+    jobs, metas = nvflare_store(tmp_path)
+    dry = invoke(redis_url, ns, "migrate", str(jobs), "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "would import" in dry.output
+    m = RedisJobDefManager(redis_url, namespace=ns)
+    assert m.get_all_jobs() == []
+
+    first = invoke(redis_url, ns, "migrate", str(jobs), "--json")
+    assert first.exit_code == 0, first.output
+    report = json.loads(first.stdout)
+    assert report["jobs_found"] == 3 and report["jobs_imported"] == 3
+    assert report["components_imported"] == 2 and report["blobs_verified"] == 5
+    for jid, meta in metas.items():
+        assert m.get_job(jid).meta == meta  # type: ignore[union-attr]
+    assert [j.job_id for j in m.get_jobs_to_schedule()] == [
+        j for j, mt in metas.items() if mt["status"] == "SUBMITTED"
+    ]
+    busy = next(j for j, mt in metas.items() if mt["name"] == "job-1")
+    assert m.get_storage_component(busy, "workspace") == b"workspace" * 10_000
+    assert m.list_components(busy) == ["meta", "data", "ERRORLOG_site-1", "workspace"]
+
+    second = invoke(redis_url, ns, "migrate", str(jobs), "--json")
+    assert second.exit_code == 0
+    again = json.loads(second.stdout)
+    assert again["jobs_imported"] == 0 and again["jobs_unchanged"] == 3 and again["components_imported"] == 0
+    assert m.check_invariants() == []
+    m.close()
+
+
+def test_migrate_reports_a_conflict_and_exits_1(redis_url: str, ns: str, tmp_path: Path) -> None:
+    jobs, metas = nvflare_store(tmp_path)
+    jid = next(iter(metas))
+    m = RedisJobDefManager(redis_url, namespace=ns)
+    m.create({"job_id": jid, "name": "already here"}, b"other")
+    result = invoke(redis_url, ns, "migrate", str(jobs))
+    assert result.exit_code == 1
+    assert f"conflict: job {jid!r}" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: 1 conflicts")
+    assert m.get_job(jid).meta["name"] == "already here"  # type: ignore[union-attr]
+    m.close()
+
+
+def test_migrate_of_a_missing_folder_is_one_clear_line(redis_url: str, ns: str, tmp_path: Path) -> None:
+    result = invoke(redis_url, ns, "migrate", str(tmp_path / "nope"))
+    assert result.exit_code == 2
+    assert "does not exist" in result.stderr and "Traceback" not in result.output
+
+
+def kit(tmp_path: Path) -> Path:
+    local = tmp_path / "server" / "local"
+    local.mkdir(parents=True)
+    config = {
+        "format_version": 2,
+        "components": [
+            {
+                "id": "job_scheduler",
+                "path": "nvflare.app_common.job_schedulers.job_scheduler.DefaultJobScheduler",
+            },
+            {
+                "id": "job_manager",
+                "path": "nvflare.apis.impl.job_def_manager.SimpleJobDefManager",
+                "args": {"uri_root": "/tmp/jobs-storage", "job_store_id": "job_store"},
+            },
+        ],
+    }
+    (local / "resources.json.default").write_text(json.dumps(config, indent=2))
+    return tmp_path / "server"
+
+
+def test_nvflare_configure_and_revert(tmp_path: Path) -> None:
+    server = kit(tmp_path)
+    path = server / "local" / "resources.json.default"
+    original = path.read_bytes()
+    result = CliRunner().invoke(main, ["nvflare", "configure", str(server), "--url", "redis://10.0.0.5:6379/0",
+                                       "--namespace", "fl"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    entry = next(c for c in json.loads(path.read_text())["components"] if c["id"] == "job_manager")
+    assert entry["path"] == ADAPTER
+    assert entry["args"] == {"uri_root": "/tmp/jobs-storage", "job_store_id": "job_store",
+                             "url": "redis://10.0.0.5:6379/0", "namespace": "fl"}  # fmt: skip
+    assert (server / "local" / ("resources.json.default" + BACKUP_SUFFIX)).read_bytes() == original
+    back = CliRunner().invoke(main, ["nvflare", "configure", "--revert", str(server)])
+    assert back.exit_code == 0, back.output
+    assert path.read_bytes() == original
+
+
+def test_nvflare_configure_errors_are_one_line(tmp_path: Path) -> None:
+    server = kit(tmp_path)
+    no_url = CliRunner(env={"REDISJOBS_URL": ""}).invoke(main, ["nvflare", "configure", str(server)])
+    assert no_url.exit_code == 1 and no_url.stderr.startswith("error: no Redis URL")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = CliRunner().invoke(main, ["nvflare", "configure", str(empty), "--url", "redis://h:1/0"])
+    assert bad.exit_code == 1
+    assert bad.stderr.startswith("error: no local/resources.json") and "Traceback" not in bad.output
