@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 
-from redisjobs.embedded import RedisServer, find_redis_server
+from redisjobs.server import RedisServer, find_redis_server
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
