@@ -29,10 +29,14 @@ def _claimer(url: str, ns: str, seconds: float, start: Any, out: Any) -> None:
     m.client.ping()
     m.claim("warm-up", limit=1)
     start.wait()
-    n, stop = 0, time.perf_counter() + seconds
+    began = time.perf_counter()
+    n, stop = 0, began + seconds
     while time.perf_counter() < stop:
-        n += len(m.claim(f"p{os.getpid()}", limit=1, lease=600))
-    out.put(n)
+        got = len(m.claim(f"p{os.getpid()}", limit=1, lease=600))
+        if not got:
+            break  # the queue ran dry: count only the time spent claiming
+        n += got
+    out.put((n, time.perf_counter() - began))
 
 
 def _evalsha(url: str, seconds: float, start: Any, out: Any) -> None:
@@ -40,11 +44,12 @@ def _evalsha(url: str, seconds: float, start: Any, out: Any) -> None:
     script = client.register_script("return 1")
     script()
     start.wait()
-    n, stop = 0, time.perf_counter() + seconds
+    began = time.perf_counter()
+    n, stop = 0, began + seconds
     while time.perf_counter() < stop:
         script()
         n += 1
-    out.put(n)
+    out.put((n, time.perf_counter() - began))
 
 
 def _rate(ctx: Any, target: Any, args: tuple[Any, ...], procs: int, seconds: float) -> float:
@@ -54,10 +59,10 @@ def _rate(ctx: Any, target: Any, args: tuple[Any, ...], procs: int, seconds: flo
         w.start()
     time.sleep(1.0)  # let every worker connect and warm up
     start.set()
-    total = sum(out.get(timeout=seconds + 60) for _ in workers)
+    done = [out.get(timeout=seconds + 60) for _ in workers]
     for w in workers:
         w.join(timeout=30)
-    return total / seconds
+    return sum(n for n, _ in done) / max(elapsed for _, elapsed in done)
 
 
 def fill(url: str, ns: str, n: int) -> None:

@@ -122,6 +122,7 @@ class ChunkWriter:
         self.registration = orjson.dumps([jid, component, self.version])
         self._registered = False
         self._buf = bytearray()
+        self._tail: memoryview | None = None
         self._pending: list[bytes | memoryview] = []
         self._sha = _Hasher()
         self.size = 0
@@ -148,6 +149,9 @@ class ChunkWriter:
         self._sha.update(view)
         self.size += n
         cs = self.chunk_size
+        if self._tail is not None:  # a second write: the tail joins the buffer after all
+            self._buf += self._tail
+            self._tail = None
         if self._buf:
             take = min(n, cs - len(self._buf))
             self._buf += view[:take]
@@ -158,7 +162,10 @@ class ChunkWriter:
             self._queue(view[:cs])
             view = view[cs:]
         if len(view):
-            self._buf += view
+            if self._buf:
+                self._buf += view
+            else:
+                self._tail = view  # kept by reference: often the last piece, sent without a copy
         return n
 
     def _queue_buffer(self) -> None:
@@ -187,16 +194,16 @@ class ChunkWriter:
 
     def finish(self) -> dict[str, Any]:
         """Send what is buffered and return the manifest of the version written."""
+        rest = self._tail if self._tail is not None else memoryview(self._buf)
+        self._tail, self._buf = None, bytearray()
         if not self._registered and not self._pending and self.size <= self.inline_max:
-            # Everything is still in the buffer: keep it for the committing script instead.
-            self.inline = bytes(self._buf)
-            self._buf = bytearray()
+            # Everything is still held here: keep it for the committing script instead.
+            self.inline = bytes(rest)
             self.registration = b""
             return {"v": self.version, "size": self.size, "chunks": 0, "inline": True,
                     "sha256": self._sha.hexdigest()}  # fmt: skip
-        if self._buf:
-            self._pending.append(memoryview(self._buf))
-            self._buf = bytearray()
+        if len(rest):
+            self._pending.append(rest)
         self._send()
         return {
             "v": self.version,

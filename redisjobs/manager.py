@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import io
 import logging
 import os
@@ -46,6 +47,7 @@ from ._codec import (
     check_job_id,
     check_priority,
     check_status,
+    decode_flat_meta,
     dumps,
     encode_fields,
     is_valid_component,
@@ -87,6 +89,11 @@ def _now() -> float:
 
 def _utc_iso(epoch: float) -> str:
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).isoformat()
+
+
+@functools.lru_cache(maxsize=8)
+def _default_actor(pid: int) -> str:
+    return f"{socket.gethostname()}:{pid}"
 
 
 def _check_owner(owner: object) -> None:
@@ -210,7 +217,9 @@ class RedisJobDefManager:
 
     @property
     def actor(self) -> str:
-        return self._actor or f"{socket.gethostname()}:{os.getpid()}"
+        """Who the events say did it: the ``actor`` given, else ``host:pid`` (of this process, so
+        that a forked child reports itself)."""
+        return self._actor or _default_actor(os.getpid())
 
     def close(self) -> None:
         """Release the connection pool (a client passed in is closed too)."""
@@ -381,8 +390,8 @@ class RedisJobDefManager:
         prefix = self.keys.job_prefix
         for start in range(0, len(ids), self.batch_size):
             keys = [prefix + jid.encode() for jid in ids[start : start + self.batch_size]]
-            docs = self._s.get_jobs(keys=keys, args=[0])
-            out += [self._job_from_meta(orjson.loads(doc)) for doc in docs if doc]
+            replies = self._s.get_jobs(keys=keys, args=[0])
+            out += [self._job_from_meta(decode_flat_meta(fields)) for fields in replies if fields]
         return out
 
     def iter_job_ids(self) -> Iterator[str]:
@@ -583,8 +592,7 @@ class RedisJobDefManager:
             ],
         )
         raise_for_code(code, jid, rest)
-        meta: dict[str, Any] = orjson.loads(rest[0])
-        return meta
+        return decode_flat_meta(rest[0])
 
     # -- several server processes: claims, leases, reaping, events --------------------------------
 
@@ -613,7 +621,7 @@ class RedisJobDefManager:
             )  # fmt: skip
             candidates = self._queue_head = head
             for _jid, fields in got:
-                job = self._job_from_meta(orjson.loads(fields))
+                job = self._job_from_meta(decode_flat_meta(fields))
                 job.dispatcher_id = owner
                 claimed.append(job)
             if len(claimed) >= limit or not stale:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import fakeredis
 import pytest
+import redis
 
 from redisjobs import RedisJobDefManager
 from redisjobs.server import RedisServer, find_redis_server
@@ -40,6 +41,17 @@ def redis_url() -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture
+def namespace(redis_url: str) -> Iterator[str]:
+    """A fresh namespace on the real server; its keys are removed after the test."""
+    ns = _namespace()
+    yield ns
+    client = redis.Redis.from_url(redis_url)
+    for key in list(client.scan_iter(match=f"rj:{{{ns}*", count=1000)):
+        client.unlink(key)
+    client.close()
 
 
 def _namespace() -> str:

@@ -11,7 +11,6 @@ import json
 import os
 import threading
 import time
-import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,16 +28,6 @@ from redisjobs.testing import fake_manager
 
 Run = Callable[..., Result]
 UNREACHABLE = "redis://127.0.0.1:1/0"
-
-
-@pytest.fixture
-def namespace(redis_url: str) -> Iterator[str]:
-    ns = "cli-" + uuid.uuid4().hex[:10]
-    yield ns
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=f"rj:{{{ns}*", count=1000):
-        client.unlink(key)
-    client.close()
 
 
 @pytest.fixture

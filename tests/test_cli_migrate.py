@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,13 +20,8 @@ pytestmark = pytest.mark.real
 
 
 @pytest.fixture
-def ns(redis_url: str) -> Iterator[str]:
-    name = "cli-mig-" + uuid.uuid4().hex[:8]
-    yield name
-    m = RedisJobDefManager(redis_url, namespace=name)
-    for key in list(m.client.scan_iter(match=f"rj:{{{name}*")):
-        m.client.unlink(key)
-    m.close()
+def ns(namespace: str) -> str:
+    return namespace
 
 
 def nvflare_store(root: Path) -> tuple[Path, dict[str, dict]]:  # type: ignore[type-arg]

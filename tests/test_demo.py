@@ -12,12 +12,9 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from click.testing import CliRunner
 
 from redisjobs import Event
@@ -133,16 +130,6 @@ def test_stopping_workers_is_bounded_and_a_silent_worker_is_a_problem() -> None:
 
 
 # -- runs ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def namespace(redis_url: str) -> Iterator[str]:
-    ns = "demo-" + uuid.uuid4().hex[:8]
-    yield ns
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=f"rj:{{{ns}*", count=1000):
-        client.unlink(key)
-    client.close()
 
 
 def summary_checks(output: str) -> None:

@@ -17,14 +17,13 @@
     ARGV[8] the reviewer's name (for the event)
 
   Output:
-    {1, the job's meta as one JSON document}
+    {1, the job hash as a field/value array}
     {-1}  no such job
 ]]
 -- @include "common"
--- @include "meta_json"
 
 if redis.call("EXISTS", KEYS[1]) == 0 then return {E_NOT_FOUND} end
 redis.call("HSET", KEYS[1], ARGV[2], ARGV[3])
 local verdict = ARGV[7] == "1" and "approved" or "rejected"
 emit(KEYS[2], ARGV[6], ARGV[1], "approval", "", verdict .. ":" .. ARGV[8], ARGV[4], ARGV[5])
-return {OK, meta_json(KEYS[1])}
+return {OK, redis.call("HGETALL", KEYS[1])}

@@ -28,13 +28,12 @@
 
   Output:
     {1, claimed, head, expiry_ms, stale}
-      claimed: {jid, meta JSON} per claimed job, in queue order
+      claimed: {jid, job hash field/value array} per claimed job, in queue order
       head: the queue's first `window` ids after the claim
       expiry_ms: the leases' expiry, server time
       stale: 1 if the queue's head held a job that was not a candidate (call again with `head`)
 ]]
 -- @include "common"
--- @include "meta_json"
 
 local owner, limit, window = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
 local expiry = server_ms() + tonumber(ARGV[2])
@@ -56,7 +55,7 @@ for n = 1, math.min(limit, #top) do
   redis.call("ZADD", KEYS[2], expiry, jid)
   redis.call("HSET", KEYS[3], jid, owner)
   emit(KEYS[4], ARGV[6], jid, "claim", "SUBMITTED", "DISPATCHED", ARGV[5], ARGV[7])
-  claimed[#claimed + 1] = {jid, meta_json(job_key)}
+  claimed[#claimed + 1] = {jid, redis.call("HGETALL", job_key)}
 end
 local head = {}
 for n = #claimed + 1, math.min(#top, #claimed + window) do head[#head + 1] = top[n] end
