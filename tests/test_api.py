@@ -1,4 +1,4 @@
-"""The job-manager API, method by method, against /work/shared/NVFLARE.md and the docstrings.
+"""The job-manager API, method by method, against NVFlare 2.9.0's measured behaviour and the docstrings.
 
 Every test runs on fakeredis and on a real redis-server (the ``store`` / ``make_store`` fixtures),
 and the fixture checks the index invariants (and orphan chunks) after each one.
