@@ -17,7 +17,10 @@ What it adds to the core manager, for NVFlare's sake:
 - it connects on first use, because the job process constructs the component too and never calls it;
 - it raises NVFlare's ``StorageException`` where NVFlare's own store does and its callers catch it;
 - on the scheduling path (``get_jobs_to_schedule``, ``get_job``) it never lets an exception escape:
-  one would stop NVFlare's scheduling loop for good, so it logs and returns what it can;
+  one would stop NVFlare's scheduling loop for good, so it logs and returns what it can. NVFlare's
+  job runner reads ``get_job(...).meta`` without checking for None, so while Redis is unreachable
+  ``get_job`` keeps retrying, with backoff, for up to ``scheduling_patience`` seconds (30 by
+  default: a restart or a Sentinel failover) before it gives up and returns None;
 - a status change the store refuses (a DISPATCHED after an abort) is logged, not raised, so that the
   server's own follow-up status check sees the truth.
 """
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -67,6 +71,7 @@ class RedisJobDefManager(core.RedisJobDefManager, JobDefManagerSpec):  # type: i
         job_store_id: accepted for NVFlare's tooling; unused.
         url: the Redis URL (default ``$REDISJOBS_URL``, else ``redis://127.0.0.1:6379/0``).
         namespace: the store's namespace in Redis.
+        scheduling_patience: seconds ``get_job`` keeps retrying while Redis is unreachable.
         **options: any other keyword of ``redisjobs.RedisJobDefManager``.
     """
 
@@ -76,12 +81,14 @@ class RedisJobDefManager(core.RedisJobDefManager, JobDefManagerSpec):  # type: i
         job_store_id: str = "job_store",
         url: str | None = None,
         namespace: str = "redisjobs",
+        scheduling_patience: float = 30.0,
         **options: Any,
     ) -> None:
         JobDefManagerSpec.__init__(self)
         core.RedisJobDefManager.__init__(self, url, namespace=namespace, **options)
         self.uri_root = uri_root
         self.job_store_id = job_store_id
+        self.scheduling_patience = scheduling_patience
 
     def _job_from_meta(self, meta: dict[str, Any]) -> Any:
         return job_from_meta(meta)
@@ -96,11 +103,21 @@ class RedisJobDefManager(core.RedisJobDefManager, JobDefManagerSpec):  # type: i
             return []
 
     def get_job(self, jid: str, fl_ctx: Any = None) -> Any:
-        try:
-            return super().get_job(jid, fl_ctx)
-        except Exception:
-            log.exception("get_job(%r) failed; returning None", jid)
-            return None
+        deadline = time.monotonic() + self.scheduling_patience
+        delay = 0.05
+        while True:
+            try:
+                return super().get_job(jid, fl_ctx)
+            except (redis.ConnectionError, redis.TimeoutError) as e:
+                if time.monotonic() + delay > deadline:
+                    log.error("get_job(%r): Redis still unreachable (%s); returning None", jid, e)
+                    return None
+                log.warning("get_job(%r): Redis unreachable (%s); retrying in %.2f s", jid, e, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            except Exception:
+                log.exception("get_job(%r) failed; returning None", jid)
+                return None
 
     # -- status changes the store refuses are logged, not raised -----------------------------------
 

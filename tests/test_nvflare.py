@@ -21,7 +21,9 @@ import io
 import json
 import logging
 import os
+import signal
 import threading
+import time
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
@@ -291,6 +293,7 @@ def test_construction_is_lazy_and_the_scheduling_path_never_raises(
         namespace=_namespace(),
         socket_connect_timeout=0.2,
         socket_timeout=0.2,
+        scheduling_patience=0.3,
     )
     ctx = FLContextManager(engine=_make_engine(m, tmp_path)).new_context()
     try:
@@ -325,6 +328,7 @@ def test_scheduling_path_recovers_when_redis_comes_back(tmp_path: Path) -> None:
         namespace=_namespace(),
         socket_connect_timeout=0.5,
         socket_timeout=2.0,
+        scheduling_patience=0.3,
     )
     ctx = FLContextManager(engine=_make_engine(m, tmp_path)).new_context()
     server = None
@@ -1399,3 +1403,37 @@ def test_nvflare_builds_the_configured_job_manager(tmp_path: Path) -> None:
         assert isinstance(components["job_scheduler"], DefaultJobScheduler)
     finally:
         manager.close()
+
+
+def test_get_job_waits_out_a_short_outage(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """NVFlare's job runner reads get_job(...).meta unchecked: while Redis is away for less than
+    scheduling_patience, get_job waits for it and answers, rather than return None."""
+    binary = find_redis_server()
+    if binary is None:
+        pytest.fail("no redis-server: install it (apt-get install redis-server)", pytrace=False)
+    server = RedisServer(binary)
+    m = RedisJobDefManager(
+        uri_root=str(tmp_path / "jobs"),
+        url=server.url,
+        namespace=_namespace(),
+        socket_connect_timeout=0.2,
+        socket_timeout=0.2,
+        scheduling_patience=10.0,
+    )
+    ctx = FLContextManager(engine=_make_engine(m, tmp_path)).new_context()
+    try:
+        jid = m.create({"name": "patient"}, _app_zip("patient"), ctx)["job_id"]
+        os.kill(server.proc.pid, signal.SIGSTOP)  # calls now time out
+        resume = threading.Timer(0.8, os.kill, (server.proc.pid, signal.SIGCONT))
+        resume.start()
+        with caplog.at_level(logging.WARNING, logger="redisjobs.nvflare"):
+            started = time.monotonic()
+            job = m.get_job(jid, ctx)
+        resume.join()
+        assert job is not None and job.job_id == jid
+        assert time.monotonic() - started >= 0.5
+        assert any("retrying" in r.getMessage() for r in caplog.records)
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+        m.close()
+        server.stop()
