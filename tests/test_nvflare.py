@@ -214,10 +214,12 @@ def _files(zip_bytes: bytes) -> dict[str, bytes]:
 
 
 def _simple_zip(folder: str, files: dict[str, str]) -> bytes:
+    """The same bytes for the same files, whenever it is built (fixed entry times), so tests can
+    compare a stored zip with a freshly built one."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for name, text in files.items():
-            zf.writestr(f"{folder}/{name}", text)
+            zf.writestr(zipfile.ZipInfo(f"{folder}/{name}", date_time=(2020, 1, 1, 0, 0, 0)), text)
     return buf.getvalue()
 
 
