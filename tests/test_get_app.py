@@ -27,6 +27,10 @@ CLIENT_CODE = b"print('hello from the client')\n"
 META = {"name": "myjob", "job_folder_name": "myjob", "deploy_map": {"app_server": ["server"]}}
 
 
+#: Entry times fixed, so that the same files always make the same zip bytes.
+FIXED_TIME = (2020, 1, 1, 0, 0, 0)
+
+
 def job_zip(
     files: dict[str, bytes] | None = None,
     *,
@@ -45,9 +49,9 @@ def job_zip(
         if folder_entries:
             folders = sorted({name[: i + 1] for name in files for i, c in enumerate(name) if c == "/"})
             for folder in folders:
-                z.writestr(folder, b"")
+                z.writestr(zipfile.ZipInfo(folder, date_time=FIXED_TIME), b"")
         for name, data in files.items():
-            z.writestr(name, data)
+            z.writestr(zipfile.ZipInfo(name, date_time=FIXED_TIME), data, zipfile.ZIP_DEFLATED)
         for info, data in extra or []:
             z.writestr(info, data)
     return buf.getvalue()

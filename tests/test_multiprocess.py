@@ -154,7 +154,7 @@ def test_a_killed_process_jobs_are_reaped_and_run_elsewhere(
 ) -> None:
     m = shared
     ids = [m.create({"name": f"k{i}"}, b"job")["job_id"] for i in range(6)]
-    proc = spawn("holder", m, redis_url, "doomed", 6, 1.0)
+    proc = spawn("holder", m, redis_url, "doomed", 6, 3.0)
     try:
         assert proc.stdout is not None
         held = json.loads(proc.stdout.readline())

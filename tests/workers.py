@@ -97,6 +97,12 @@ def racer(m: RedisJobDefManager, role: str, ids: list[str], seed: int) -> dict[s
     """The abort-vs-dispatch race: a scheduler checks then dispatches; an admin aborts."""
     rng = random.Random(seed)
     conflicts = 0
+    # Start together (both processes ready), or one would run far ahead and never meet the other.
+    ready = f"test:{m.namespace}:racers-ready"
+    m.client.incr(ready)
+    deadline = time.monotonic() + 60
+    while int(m.client.get(ready) or 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.001)
     for jid in ids:
         if role == "scheduler":
             job = m.get_job(jid)
