@@ -184,12 +184,16 @@ class RedisJobDefManager:
 
     def _warn_on_eviction(self) -> None:
         try:
-            policy = self._client.config_get("maxmemory-policy").get(b"maxmemory-policy")
+            reply = self._client.config_get("maxmemory-policy")
         except Exception:  # fakeredis and locked-down servers have no CONFIG: nothing to check
             return
-        if policy not in (None, b"noeviction", "noeviction"):
+        # redis-py decodes CONFIG GET's reply itself; older versions and other clients may not.
+        found = {(k.decode() if isinstance(k, bytes) else k): v for k, v in reply.items()}
+        raw = found.get("maxmemory-policy")
+        policy = raw.decode() if isinstance(raw, bytes) else raw
+        if policy not in (None, "noeviction"):
             warnings.warn(
-                f"Redis maxmemory-policy is {policy!r}: evicted keys lose jobs. Set it to noeviction.",
+                f"Redis maxmemory-policy is {policy}: evicted keys lose jobs. Set it to noeviction.",
                 RuntimeWarning,
                 stacklevel=3,
             )
