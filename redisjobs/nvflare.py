@@ -27,10 +27,11 @@ What it adds to the core manager, for NVFlare's sake:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
 
 import redis
@@ -46,19 +47,24 @@ log = logging.getLogger("redisjobs.nvflare")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _as_storage_errors(method: F) -> F:
+@contextlib.contextmanager
+def _storage_errors() -> Iterator[None]:
     """Re-raise the store's errors, and Redis being unreachable, as NVFlare's ``StorageException``
     (keeping the cause), as NVFlare's filesystem store does for the same failures: its admin
     commands catch that one. Invalid ids stay ``ValueError``, as in NVFlare."""
+    try:
+        yield
+    except (InvalidJobId, InvalidStatus):
+        raise
+    except (RedisJobsError, redis.RedisError) as e:
+        raise StorageException(str(e)) from e
 
+
+def _as_storage_errors(method: F) -> F:
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
+        with _storage_errors():
             return method(*args, **kwargs)
-        except (InvalidJobId, InvalidStatus):
-            raise
-        except (RedisJobsError, redis.RedisError) as e:
-            raise StorageException(str(e)) from e
 
     return cast(F, wrapper)
 
@@ -122,15 +128,12 @@ class RedisJobDefManager(core.RedisJobDefManager, JobDefManagerSpec):  # type: i
     # -- status changes the store refuses are logged, not raised -----------------------------------
 
     def set_status(self, jid: str, status: Any, fl_ctx: Any = None, **kwargs: Any) -> bool:
-        try:
-            return super().set_status(jid, status, fl_ctx, **kwargs)
-        except (InvalidTransition, StatusConflict, NotOwner) as e:
-            log.warning("status change refused, job left as it is: %s", e)
-            return False
-        except (InvalidJobId, InvalidStatus):
-            raise
-        except (RedisJobsError, redis.RedisError) as e:
-            raise StorageException(str(e)) from e
+        with _storage_errors():
+            try:
+                return super().set_status(jid, status, fl_ctx, **kwargs)
+            except (InvalidTransition, StatusConflict, NotOwner) as e:
+                log.warning("status change refused, job left as it is: %s", e)
+                return False
 
     # -- StorageException where NVFlare's store raises it ------------------------------------------
 

@@ -146,6 +146,13 @@ def adapter(make_adapter: Callable[..., RedisJobDefManager]) -> RedisJobDefManag
     return make_adapter()
 
 
+def _standalone(tmp_path: Path, url: str, **options: Any) -> tuple[RedisJobDefManager, Any]:
+    """An adapter on its own URL (for outage tests: short timeouts unless given) and a context."""
+    options = {"socket_connect_timeout": 0.2, "socket_timeout": 0.2, **options}
+    m = RedisJobDefManager(uri_root=str(tmp_path / "jobs"), url=url, namespace=_namespace(), **options)
+    return m, FLContextManager(engine=_make_engine(m, tmp_path)).new_context()
+
+
 def _make_engine(job_manager: Any, tmp_path: Path, clients: tuple[str, ...] = ()) -> MagicMock:
     """A server engine as NVFlare's components see it: components by id, new contexts, clients."""
     engine = MagicMock(spec=ServerEngine)
@@ -288,16 +295,7 @@ def test_construction_is_lazy_and_the_scheduling_path_never_raises(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The job process builds the component from resources.json too: no connection may be made then.
-    m = RedisJobDefManager(
-        uri_root=str(tmp_path / "jobs"),
-        job_store_id="job_store",
-        url="redis://127.0.0.1:1/0",
-        namespace=_namespace(),
-        socket_connect_timeout=0.2,
-        socket_timeout=0.2,
-        scheduling_patience=0.3,
-    )
-    ctx = FLContextManager(engine=_make_engine(m, tmp_path)).new_context()
+    m, ctx = _standalone(tmp_path, "redis://127.0.0.1:1/0", job_store_id="job_store", scheduling_patience=0.3)
     try:
         assert m.uri_root == str(tmp_path / "jobs")
         assert m.job_store_id == "job_store"
@@ -324,15 +322,13 @@ def test_scheduling_path_recovers_when_redis_comes_back(tmp_path: Path) -> None:
     if binary is None:
         pytest.fail("no redis-server: install it (apt-get install redis-server)", pytrace=False)
     port = free_port()
-    m = RedisJobDefManager(
-        uri_root=str(tmp_path / "jobs"),
-        url=f"redis://127.0.0.1:{port}/0",
-        namespace=_namespace(),
+    m, ctx = _standalone(
+        tmp_path,
+        f"redis://127.0.0.1:{port}/0",
         socket_connect_timeout=0.5,
         socket_timeout=2.0,
         scheduling_patience=0.3,
     )
-    ctx = FLContextManager(engine=_make_engine(m, tmp_path)).new_context()
     server = None
     try:
         assert m.get_jobs_to_schedule(ctx) == []  # the server starts before Redis does
@@ -1414,15 +1410,7 @@ def test_get_job_waits_out_a_short_outage(tmp_path: Path, caplog: pytest.LogCapt
     if binary is None:
         pytest.fail("no redis-server: install it (apt-get install redis-server)", pytrace=False)
     server = RedisServer(binary)
-    m = RedisJobDefManager(
-        uri_root=str(tmp_path / "jobs"),
-        url=server.url,
-        namespace=_namespace(),
-        socket_connect_timeout=0.2,
-        socket_timeout=0.2,
-        scheduling_patience=10.0,
-    )
-    ctx = FLContextManager(engine=_make_engine(m, tmp_path)).new_context()
+    m, ctx = _standalone(tmp_path, server.url, scheduling_patience=10.0)
     try:
         jid = m.create({"name": "patient"}, _app_zip("patient"), ctx)["job_id"]
         os.kill(server.proc.pid, signal.SIGSTOP)  # calls now time out
