@@ -4,8 +4,10 @@
 
 For each size (MB) it stores the same bytes as a job's workspace (put: ``save_workspace``; get:
 ``get_storage_component``, sha256 verified) and, in the same run, with raw pipelined SETs/GETs of
-the same chunk size (no manifest, no hashing): the floor redisjobs is measured against. It also
-reports Redis's ``used_memory`` growth per stored byte for each chunk size.
+the same chunk size (no manifest, no hashing): the floor redisjobs is measured against. The raw
+calls go through the manager's own redis-py client, so both sides send large values the same way
+(a default client with hiredis copies each value while packing it: ``--plain-client`` measures
+that too). It also reports Redis's ``used_memory`` growth per stored byte for each chunk size.
 """
 
 from __future__ import annotations
@@ -74,11 +76,11 @@ def stored_bytes(m: RedisJobDefManager, client: redis.Redis, data: bytes) -> flo
     return grown / len(data)
 
 
-def run(url: str, sizes_mb: list[int], chunk_sizes: list[int], repeat: int) -> dict[str, object]:
-    client = redis.Redis.from_url(url)
+def run(url: str, sizes_mb: list[int], chunk_sizes: list[int], repeat: int, plain: bool) -> dict[str, object]:
     results: list[dict[str, object]] = []
     for cs in chunk_sizes:
         m = RedisJobDefManager(url, namespace=f"bench-blobs-{cs}", chunk_size=cs)
+        client = redis.Redis.from_url(url) if plain else m.client
         jid = m.create({"name": "bench"}, b"x")["job_id"]
         for size_mb in sizes_mb:
             size = size_mb * MB
@@ -119,11 +121,15 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,100,1024", help="sizes in MB, comma-separated")
     parser.add_argument("--chunk-sizes", default=str(DEFAULT_CHUNK_SIZE), help="bytes, comma-separated")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--plain-client", action="store_true", help="raw calls through a default redis-py client instead"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     chunk_sizes = [int(eval(c, {})) for c in args.chunk_sizes.split(",")]  # allows 1024*1024-64
     with real_server(args.url) as url:
-        out = run(url, sizes, chunk_sizes, args.repeat)
+        out = run(url, sizes, chunk_sizes, args.repeat, args.plain_client)
+        out["raw_client"] = "default redis-py" if args.plain_client else "the manager's"
         out["server"] = server_info(url)
     out["machine"] = machine()
     rows = [

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
-import redis
+from redis.retry import Retry
 
 from . import _records
 from ._archive import DEFAULT_MAX_UNZIPPED, UnsafeArchive, safe_extract, zip_folder
@@ -53,6 +53,7 @@ from ._codec import (
     is_valid_component,
     pairs_to_dict,
 )
+from ._connection import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP, DEFAULT_RETRIES, make_client, make_retry
 from ._errors import (
     E_EXISTS,
     E_NOT_FOUND,
@@ -122,6 +123,10 @@ class RedisJobDefManager:
         actor: recorded in events; defaults to ``host:pid``.
         max_unzipped: bound on the unpacked size of job content that ``get_app`` extracts.
         socket_timeout, socket_connect_timeout: seconds, for clients built from ``url``.
+        retries, backoff_base, backoff_cap: the retry policy of clients built from ``url``: up to
+            ``retries`` more attempts after a connection error or timeout, sleeping a random time
+            up to ``min(backoff_cap, backoff_base * 2**failure)`` seconds before each. Every
+            operation is safe to repeat. ``retry`` (a redis-py ``Retry``) replaces the three.
 
     The connection is made lazily, on first use, so constructing a manager costs nothing.
     """
@@ -141,6 +146,10 @@ class RedisJobDefManager:
         max_unzipped: int = DEFAULT_MAX_UNZIPPED,
         socket_timeout: float = 10.0,
         socket_connect_timeout: float = 5.0,
+        retries: int = DEFAULT_RETRIES,
+        backoff_base: float = DEFAULT_BACKOFF_BASE,
+        backoff_cap: float = DEFAULT_BACKOFF_CAP,
+        retry: Retry | None = None,
     ) -> None:
         self.url = url or os.environ.get("REDISJOBS_URL") or DEFAULT_URL
         self.keys = Keys(namespace)
@@ -154,6 +163,7 @@ class RedisJobDefManager:
         self._actor = actor
         self._socket_timeout = socket_timeout
         self._connect_timeout = socket_connect_timeout
+        self._retry = retry if retry is not None else make_retry(retries, backoff_base, backoff_cap)
         self._client = client
         self._scripts: Scripts | None = None
         self._blobs: BlobStore | None = None
@@ -170,11 +180,11 @@ class RedisJobDefManager:
             if self._scripts is not None:
                 return
             if self._client is None:
-                self._client = redis.Redis.from_url(
+                self._client = make_client(
                     self.url,
                     socket_timeout=self._socket_timeout,
                     socket_connect_timeout=self._connect_timeout,
-                    health_check_interval=30,
+                    retry=self._retry,
                 )
             self._blobs = BlobStore(
                 self._client, self.keys, self.chunk_size, self.verify_blobs, self.inline_max
