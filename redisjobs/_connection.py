@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff
 from redis._parsers.encoders import Encoder
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.connection import PythonRespSerializer
 from redis.retry import Retry
 
