@@ -26,6 +26,7 @@ import secrets
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -67,16 +68,19 @@ def _attempts() -> Iterator[int]:
 class _Hasher:
     """sha256 that moves off the calling thread once a blob spans several chunks, so hashing
     overlaps network I/O (hashlib and socket calls both release the GIL). Updates stay in order:
-    one shared single-worker executor runs them first-in, first-out."""
+    one shared single-worker executor runs them first-in, first-out. At most ``BACKLOG`` pieces
+    wait to be hashed: a reader faster than sha256 then waits, instead of holding the blob in memory."""
 
     _executor: ThreadPoolExecutor | None = None
     _executor_lock = threading.Lock()
     INLINE_BYTES = 256 * 1024
+    BACKLOG = 4
 
     def __init__(self) -> None:
         self._sha = hashlib.sha256()
         self._seen = 0
         self._last: Future[None] | None = None
+        self._pending: deque[Future[None]] = deque()
 
     @classmethod
     def _pool(cls) -> ThreadPoolExecutor:
@@ -96,6 +100,9 @@ class _Hasher:
             self._sha.update(data)
         else:
             self._last = self._pool().submit(self._sha.update, data)
+            self._pending.append(self._last)
+            if len(self._pending) > self.BACKLOG:
+                self._pending.popleft().result()
 
     def hexdigest(self) -> str:
         if self._last is not None:
