@@ -21,6 +21,8 @@ from ._errors import (
     RecordNotFound,
     RedisJobsError,
     StatusConflict,
+    StoreFull,
+    StoreUnavailable,
     UploadExpired,
 )
 from ._events import Event, Settled
@@ -54,6 +56,8 @@ __all__ = [
     "RunStatus",
     "Settled",
     "StatusConflict",
+    "StoreFull",
+    "StoreUnavailable",
     "SubmitRecordKey",
     "SubmitRecordState",
     "UploadExpired",

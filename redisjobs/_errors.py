@@ -16,7 +16,9 @@ the exception subclasses it too, so ``except LookupError`` or ``except ValueErro
     ├── BlobNotFound       (LookupError)   a component the job does not have
     ├── RecordNotFound     (LookupError)   update of a submit-token record that does not exist
     ├── UploadExpired                      an upload outlived gc()'s grace period and was collected
-    └── BlobCorrupt                        stored bytes do not match their manifest (size or sha256)
+    ├── BlobCorrupt                        stored bytes do not match their manifest (size or sha256)
+    ├── StoreUnavailable   (redis ConnectionError)  Redis did not answer, after the retries
+    └── StoreFull                          Redis is out of memory (maxmemory, noeviction): nothing written
 
 Scripts report failures as small negative integers; ``raise_for_code`` is the one place that
 turns them into these exceptions.
@@ -25,6 +27,8 @@ turns them into these exceptions.
 from __future__ import annotations
 
 from typing import NoReturn
+
+import redis
 
 
 class RedisJobsError(Exception):
@@ -128,6 +132,35 @@ class BlobCorrupt(RedisJobsError):
     def __init__(self, jid: str, component: str, why: str) -> None:
         self.jid, self.component = jid, component
         super().__init__(f"component {component!r} of job {jid!r} is corrupt: {why}")
+
+
+def _about(op: str, jid: object) -> str:
+    return f"{op} of job {jid!r}" if jid is not None else op
+
+
+class StoreUnavailable(RedisJobsError, redis.exceptions.ConnectionError):
+    """Redis could not be reached, or did not answer within the socket timeout, after the retries.
+
+    Every operation is safe to repeat, so the caller may simply try again later.
+    """
+
+    def __init__(self, op: str, jid: object, where: str, cause: BaseException) -> None:
+        self.op, self.jid, self.where = op, jid, where
+        super().__init__(
+            f"{_about(op, jid)} failed: Redis at {where} is unavailable ({cause}); nothing is half-written: "
+            "retry once it is back"
+        )
+
+
+class StoreFull(RedisJobsError):
+    """Redis refused a write because it reached ``maxmemory`` (with the noeviction policy)."""
+
+    def __init__(self, op: str, jid: object, where: str) -> None:
+        self.op, self.jid, self.where = op, jid, where
+        super().__init__(
+            f"{_about(op, jid)} failed: Redis at {where} is out of memory (maxmemory reached); nothing was "
+            "stored: free space (delete jobs, run gc) or raise maxmemory"
+        )
 
 
 # Codes the Lua scripts return (first element of their reply). Keep in step with lua/includes.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
+import inspect
 import io
 import logging
 import os
@@ -20,10 +21,11 @@ import time
 import uuid
 import warnings
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 import orjson
+import redis
 from redis.retry import Retry
 
 from . import _records
@@ -63,6 +65,8 @@ from ._errors import (
     InvalidTransition,
     JobNotFound,
     RecordNotFound,
+    StoreFull,
+    StoreUnavailable,
     raise_for_code,
 )
 from ._events import Event, Settled
@@ -72,6 +76,8 @@ from ._scripts import Scripts
 from ._types import Job, RunStatus, SubmitRecordState
 
 log = logging.getLogger("redisjobs")
+P = ParamSpec("P")
+T = TypeVar("T")
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 #: Ids read or fetched per round trip by listings.
@@ -100,6 +106,54 @@ def _default_actor(pid: int) -> str:
 def _check_owner(owner: object) -> None:
     if not isinstance(owner, str) or not owner:
         raise ValueError(f"owner must be a non-empty str, got {owner!r}")
+
+
+def _guarded(fn: Callable[P, T]) -> Callable[P, T]:
+    """Turn Redis being unreachable (after the retries) or out of memory into ``StoreUnavailable``
+    or ``StoreFull``, naming the operation, the job and the server."""
+    op = fn.__name__
+    takes_jid = list(inspect.signature(fn).parameters)[1:2] in (["jid"], ["from_jid"])
+
+    def translate(self: RedisJobDefManager, args: tuple[Any, ...], error: Exception) -> Exception | None:
+        jid = args[1] if takes_jid and len(args) > 1 else None
+        if isinstance(error, StoreUnavailable | StoreFull):
+            return None
+        if isinstance(error, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+            return StoreUnavailable(op, jid, self.where, error)
+        if isinstance(error, redis.exceptions.ResponseError) and str(error).startswith("OOM"):
+            return StoreFull(op, jid, self.where)
+        return None
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def generator(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return (yield from fn(*args, **kwargs))
+            except redis.exceptions.RedisError as e:
+                mapped = translate(args[0], args, e)
+                if mapped is None:
+                    raise
+                raise mapped from e
+
+        return generator
+
+    @functools.wraps(fn)
+    def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except redis.exceptions.RedisError as e:
+            mapped = translate(args[0], args, e)  # type: ignore[arg-type]
+            if mapped is None:
+                raise
+            raise mapped from e
+
+    return call
+
+
+def _request_id() -> str:
+    """A fresh id for one call's request record (the same for redis-py's repeats of that call)."""
+    return os.urandom(9).hex()
 
 
 def _local_offset_seconds() -> int:
@@ -230,6 +284,17 @@ class RedisJobDefManager:
         return self._blobs
 
     @property
+    def where(self) -> str:
+        """The server, as errors name it: ``host:port``, a socket path, or the client's class."""
+        try:
+            kwargs = self._client.connection_pool.connection_kwargs
+        except AttributeError:
+            return type(self._client).__name__
+        if "path" in kwargs:
+            return str(kwargs["path"])
+        return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+
+    @property
     def actor(self) -> str:
         """Who the events say did it: the ``actor`` given, else ``host:pid`` (of this process, so
         that a forked child reports itself)."""
@@ -248,6 +313,7 @@ class RedisJobDefManager:
 
     # -- creating --------------------------------------------------------------------------------
 
+    @_guarded
     def create(
         self, meta: dict[str, Any], uploaded_content: BlobSource, fl_ctx: FlCtx = None
     ) -> dict[str, Any]:
@@ -270,6 +336,7 @@ class RedisJobDefManager:
             _consume(uploaded_content)
         return meta
 
+    @_guarded
     def clone(self, from_jid: str, meta: dict[str, Any], fl_ctx: FlCtx = None) -> dict[str, Any]:
         """Create a job from another job's content (its data only: no workspace, no client data).
 
@@ -354,6 +421,7 @@ class RedisJobDefManager:
 
     # -- deleting --------------------------------------------------------------------------------
 
+    @_guarded
     def delete(self, jid: str, fl_ctx: FlCtx = None) -> None:
         """Delete a job with its blobs and index entries. Raises ``JobNotFound`` if missing.
 
@@ -372,6 +440,7 @@ class RedisJobDefManager:
                 k.owners,
                 k.inline(jid),
                 *k.status_sets,
+                k.request(_request_id()),
             ],
             args=[jid, self.actor, _now(), self.event_maxlen],
         )
@@ -381,12 +450,14 @@ class RedisJobDefManager:
 
     # -- reading jobs ----------------------------------------------------------------------------
 
+    @_guarded
     def get_job(self, jid: str, fl_ctx: FlCtx = None) -> Job | None:
         """The job, with a fresh ``meta`` dict, or None if there is no such job."""
         check_job_id(jid)
         jobs = self._fetch([jid])
         return jobs[0] if jobs else None
 
+    @_guarded
     def get_meta(self, jid: str) -> dict[str, Any]:
         """A job's meta; raises ``JobNotFound`` if missing."""
         job = self.get_job(jid)
@@ -408,6 +479,7 @@ class RedisJobDefManager:
             out += [self._job_from_meta(decode_flat_meta(fields)) for fields in replies if fields]
         return out
 
+    @_guarded
     def iter_job_ids(self) -> Iterator[str]:
         """Every job id in submit order, read in bounded batches (jobs deleted meanwhile are skipped,
         jobs created meanwhile appear at the end)."""
@@ -434,6 +506,7 @@ class RedisJobDefManager:
         if batch:
             yield batch
 
+    @_guarded
     def get_all_jobs(self, fl_ctx: FlCtx = None) -> list[Job]:
         """Every job, in submit order."""
         out: list[Job] = []
@@ -441,6 +514,7 @@ class RedisJobDefManager:
             out += self._fetch(batch)
         return out
 
+    @_guarded
     def get_jobs_to_schedule(self, fl_ctx: FlCtx = None) -> list[Job]:
         """The SUBMITTED jobs, highest ``priority`` first, then first submitted first.
 
@@ -458,6 +532,7 @@ class RedisJobDefManager:
                 return out
             start += self.batch_size
 
+    @_guarded
     def get_jobs_by_status(
         self, run_status: str | RunStatus | Sequence[str | RunStatus], fl_ctx: FlCtx = None
     ) -> list[Job]:
@@ -472,6 +547,7 @@ class RedisJobDefManager:
         by_seq = sorted(zip(seqs, ordered, strict=True), key=lambda p: (p[0] is None, p[0] or 0.0))
         return self._fetch([jid for _seq, jid in by_seq])
 
+    @_guarded
     def get_jobs_waiting_for_review(self, reviewer_name: str, fl_ctx: FlCtx = None) -> list[Job]:
         """Jobs (of any status, as NVFlare) that ``reviewer_name`` has not approved or rejected."""
         out: list[Job] = []
@@ -485,6 +561,7 @@ class RedisJobDefManager:
 
     # -- changing jobs ---------------------------------------------------------------------------
 
+    @_guarded
     def set_status(
         self,
         jid: str,
@@ -512,6 +589,7 @@ class RedisJobDefManager:
         check_job_id(jid)
         return self._update(jid, {}, check_status(jid, status), expected, owner)
 
+    @_guarded
     def update_meta(
         self, jid: str, meta: dict[str, Any], fl_ctx: FlCtx = None, *, expected: str | RunStatus | None = None
     ) -> bool:
@@ -541,6 +619,9 @@ class RedisJobDefManager:
         now = _now()
         start_time = _utc_iso(now)
         k = self.keys
+        # A compare-and-set or an owner's call would be refused if repeated after it ran (the
+        # status moved): it keeps a request record. Plain updates are idempotent without one.
+        recorded = bool(expected_value or owner)
         code, *rest = self._s.update(
             keys=[
                 k.job(jid),
@@ -550,6 +631,7 @@ class RedisJobDefManager:
                 k.leases,
                 k.owners,
                 *k.status_sets,
+                k.request(_request_id()) if recorded else k.request("-"),
             ],
             args=[
                 jid,
@@ -562,6 +644,7 @@ class RedisJobDefManager:
                 self.event_maxlen,
                 priority,
                 owner or "",
+                "1" if recorded else "",
                 *approvals,
                 *encoded,
             ],
@@ -569,17 +652,20 @@ class RedisJobDefManager:
         raise_for_code(code, jid, rest, new_status=status, expected=expected_value, owner=owner or "")
         return bool(code == 1)
 
+    @_guarded
     def refresh_meta(self, job: Job, meta_keys: list[str] | None, fl_ctx: FlCtx = None) -> None:
         """Write the listed keys of ``job.meta`` that it has (an empty list: all of ``job.meta``)."""
         meta = {k: job.meta[k] for k in meta_keys if k in job.meta} if meta_keys else dict(job.meta)
         if meta:
             self.update_meta(job.job_id, meta)
 
+    @_guarded
     def set_results_uri(self, jid: str, result_uri: str, fl_ctx: FlCtx = None) -> Job | None:
         """Record ``result_location`` and return the job."""
         self.update_meta(jid, {"result_location": result_uri})
         return self.get_job(jid)
 
+    @_guarded
     def set_approval(
         self, jid: str, reviewer_name: str, approved: bool, note: str, fl_ctx: FlCtx = None
     ) -> dict[str, Any]:
@@ -610,6 +696,7 @@ class RedisJobDefManager:
 
     # -- several server processes: claims, leases, reaping, events --------------------------------
 
+    @_guarded
     def claim(self, owner: str, *, lease: float = 30.0, limit: int = 1) -> list[Job]:
         """Take the best queued job(s) (highest priority, then first submitted) into DISPATCHED for
         ``owner``, with a lease of ``lease`` seconds, in one atomic script: across every process
@@ -629,7 +716,7 @@ class RedisJobDefManager:
         claimed: list[Job] = []
         for _attempt in range(4):
             _ok, got, head, _expiry, stale = self._s.claim(
-                keys=[*k.claim_keys, *(k.job_prefix + jid for jid in candidates)],
+                keys=[*k.claim_keys, k.request(_request_id()), *(k.job_prefix + jid for jid in candidates)],
                 args=[owner, int(lease * 1000), limit - len(claimed), window, self.actor, self.event_maxlen,
                       _now(), len(k.job_prefix)],
             )  # fmt: skip
@@ -642,6 +729,7 @@ class RedisJobDefManager:
                 break
         return claimed
 
+    @_guarded
     def renew(self, jid: str, owner: str, *, lease: float = 30.0) -> float:
         """Extend ``owner``'s lease on a claimed job to ``lease`` seconds from now; return the new
         expiry (epoch seconds, the server's clock). Raises ``NotOwner`` if ``owner`` does not hold it."""
@@ -654,6 +742,7 @@ class RedisJobDefManager:
         raise_for_code(code, jid, rest, owner=owner)
         return int(rest[0]) / 1000
 
+    @_guarded
     def release(self, jid: str, owner: str) -> None:
         """Give a claimed, not yet running job back to the queue, at its place by priority and submit
         order. Raises ``NotOwner`` (not the holder) or ``StatusConflict`` (not DISPATCHED)."""
@@ -661,6 +750,7 @@ class RedisJobDefManager:
         _check_owner(owner)
         self._update(jid, {}, RunStatus.SUBMITTED.value, RunStatus.DISPATCHED.value, owner)
 
+    @_guarded
     def lease_of(self, jid: str) -> tuple[str, float] | None:
         """``(owner, expiry in epoch seconds)`` of a claimed job, or None."""
         check_job_id(jid)
@@ -670,6 +760,7 @@ class RedisJobDefManager:
         owner, expiry = pipe.execute()
         return (owner.decode(), float(expiry) / 1000) if owner is not None and expiry is not None else None
 
+    @_guarded
     def reap(self) -> list[Settled]:
         """Settle every claimed job whose lease has expired (the server's clock): DISPATCHED goes
         back to the queue, RUNNING to FINISHED:ABANDONED. Returns what was done."""
@@ -686,6 +777,7 @@ class RedisJobDefManager:
             if len(ids) < self.batch_size:
                 return done
 
+    @_guarded
     def recover(
         self,
         owner: str,
@@ -721,6 +813,7 @@ class RedisJobDefManager:
         )  # fmt: skip
         return [Settled(*(v.decode() for v in row)) for row in rows]
 
+    @_guarded
     def events(self, since: str = "-", *, count: int = 100) -> list[Event]:
         """Up to ``count`` events after ``since`` (an event id; "-" for the oldest kept)."""
         start = since if since == "-" else f"({since}"
@@ -728,6 +821,7 @@ class RedisJobDefManager:
             Event.from_entry(i, f) for i, f in self.client.xrange(self.keys.events, start, "+", count=count)
         ]
 
+    @_guarded
     def watch(
         self, since: str = "$", *, block: float = 1.0, idle_timeout: float | None = None
     ) -> Iterator[Event]:
@@ -753,6 +847,7 @@ class RedisJobDefManager:
 
     # -- content and components ------------------------------------------------------------------
 
+    @_guarded
     def get_content(self, meta: dict[str, Any], fl_ctx: FlCtx = None) -> bytes | None:
         """The job's uploaded content, or None if the job or its content is missing."""
         jid = meta.get("job_id") if isinstance(meta, dict) else None
@@ -764,6 +859,7 @@ class RedisJobDefManager:
         except BlobNotFound:
             return None
 
+    @_guarded
     def get_app(self, job: Job, app_name: str, fl_ctx: FlCtx = None) -> bytes:
         """One app folder of the job's content, zipped with paths relative to the app folder.
 
@@ -831,6 +927,7 @@ class RedisJobDefManager:
         raise_for_code(code, jid, [])
         self.blobs.unlink_manifest(jid, component, rest[0] or None)
 
+    @_guarded
     def save_workspace(self, jid: str, data: BlobSource, fl_ctx: FlCtx = None) -> str:
         """Store the job's ``workspace``: bytes, a file path (consumed), or a list of paths (zipped
         uncompressed: a file by its base name, a folder's contents at the root; sources kept).
@@ -838,6 +935,7 @@ class RedisJobDefManager:
         check_job_id(jid)
         return self._put_component(jid, "workspace", data)
 
+    @_guarded
     def set_client_data(
         self, jid: str, data: BlobSource, client_name: str, data_type: str, fl_ctx: FlCtx = None
     ) -> str:
@@ -846,6 +944,7 @@ class RedisJobDefManager:
         component = check_component(jid, f"{data_type}_{client_name}")
         return self._put_component(jid, component, data)
 
+    @_guarded
     def get_client_data(
         self, jid: str, client_name: str, data_type: str, fl_ctx: FlCtx = None
     ) -> bytes | None:
@@ -859,6 +958,7 @@ class RedisJobDefManager:
         except BlobNotFound:
             return None
 
+    @_guarded
     def list_components(self, jid: str, fl_ctx: FlCtx = None) -> list[str]:
         """Names of the job's stored components (``meta``, ``data``, ...); [] if there is no job."""
         check_job_id(jid)
@@ -871,6 +971,7 @@ class RedisJobDefManager:
         stored = sorted(n.decode() for n in names)
         return ["meta", *(["data"] if "data" in stored else []), *(n for n in stored if n != "data")]
 
+    @_guarded
     def get_storage_component(self, jid: str, component: str, fl_ctx: FlCtx = None) -> bytes:
         """A component's bytes (``meta`` as JSON).
 
@@ -887,6 +988,7 @@ class RedisJobDefManager:
                 raise JobNotFound(jid) from None
             raise
 
+    @_guarded
     def get_storage_for_download(
         self, jid: str, download_dir: str, component: str, download_file: str, fl_ctx: FlCtx = None
     ) -> None:
@@ -912,6 +1014,7 @@ class RedisJobDefManager:
         else:
             self.blobs.download(jid, component, dest)
 
+    @_guarded
     def iter_chunks(self, jid: str, component: str = "data") -> Iterator[bytes]:
         """Stream a component's bytes chunk by chunk (memory: one chunk at a time).
 
@@ -922,11 +1025,13 @@ class RedisJobDefManager:
         check_component(jid, component)
         return self.blobs.iter_chunks(jid, component)
 
+    @_guarded
     def open_blob(self, jid: str, component: str = "data") -> io.BufferedReader:
         """A component as a read-only binary file object, fetched chunk by chunk."""
         first = self.iter_chunks(jid, component)
         return io.BufferedReader(BlobReader(first), buffer_size=self.chunk_size)
 
+    @_guarded
     def gc(self, grace: float = DEFAULT_GC_GRACE) -> GcReport:
         """Free blob chunks nothing references: uploads abandoned for more than ``grace`` seconds
         (a writer that crashed), chunks of deleted jobs and of replaced versions, and any other
@@ -937,6 +1042,7 @@ class RedisJobDefManager:
 
     new_submit_record = staticmethod(_records.new_submit_record)
 
+    @_guarded
     def get_job_content_hash(self, uploaded_content: str | bytes) -> str:
         return _records.job_content_hash(uploaded_content)
 
@@ -951,22 +1057,26 @@ class RedisJobDefManager:
         )
         return int(code)
 
+    @_guarded
     def create_submit_record(self, record: dict[str, Any], fl_ctx: FlCtx = None) -> bool:
         """Store a record unless one with its scope exists (atomic across processes): True if stored."""
         return self._save_record(record, "create") != E_EXISTS
 
+    @_guarded
     def update_submit_record(self, record: dict[str, Any], fl_ctx: FlCtx = None) -> dict[str, Any]:
         """Replace an existing record; raises ``RecordNotFound`` if there is none."""
         if self._save_record(record, "replace") == E_NOT_FOUND:
             raise RecordNotFound(_records.suffix_of_record(record))
         return record
 
+    @_guarded
     def get_submit_record(
         self, study: str, submitter: Any, submit_token: str, fl_ctx: FlCtx = None
     ) -> dict[str, Any] | None:
         fields = self.client.hgetall(self.keys.record(_records.scope_suffix(study, submitter, submit_token)))
         return {k.decode(): orjson.loads(v) for k, v in fields.items()} if fields else None
 
+    @_guarded
     def get_job_by_submit_token(
         self, study: str, submitter: Any, submit_token: str, fl_ctx: FlCtx = None
     ) -> Job | None:
@@ -974,6 +1084,7 @@ class RedisJobDefManager:
         jid = record.get("job_id") if record else None
         return self.get_job(jid) if jid else None
 
+    @_guarded
     def mark_submit_records_job_deleted(
         self, job_id: str, deleted_by: Any, fl_ctx: FlCtx = None
     ) -> list[dict[str, Any]]:
@@ -995,6 +1106,7 @@ class RedisJobDefManager:
 
     # -- checks ----------------------------------------------------------------------------------
 
+    @_guarded
     def check_invariants(self) -> list[str]:
         """Check the indexes against the jobs; return the violations found (empty when sound).
 

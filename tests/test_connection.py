@@ -48,9 +48,7 @@ def test_the_retry_policy_is_redis_pys_exponential_backoff_with_jitter() -> None
 
 
 @pytest.mark.real
-def test_a_url_managers_client_has_its_retry_policy_and_timeouts(
-    redis_url: str, namespace: str
-) -> None:
+def test_a_url_managers_client_has_its_retry_policy_and_timeouts(redis_url: str, namespace: str) -> None:
     m = RedisJobDefManager(
         redis_url, namespace=namespace, retries=2, socket_timeout=0.5, socket_connect_timeout=0.25
     )

@@ -83,7 +83,10 @@ def test_create_submit_record_once_per_scope(make_store: Any) -> None:
     one, two = make_store(), make_store()
     rec = record()
     assert one.create_submit_record(rec) is True
-    assert one.create_submit_record(rec) is False
+    # The very same record again is a repeat of that call (a retry after a lost reply): it succeeds
+    # as the first did. Any other record for the scope is refused.
+    assert one.create_submit_record(dict(rec)) is True
+    assert one.create_submit_record(dict(rec, job_id="other-job")) is False
     intruder = dict(rec, state="created", job_id="someone-else")
     assert two.create_submit_record(intruder) is False  # another "server process"
     assert one.get_submit_record("study-1", ALICE, "tok-1") == rec  # not overwritten

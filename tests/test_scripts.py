@@ -40,7 +40,7 @@ def test_sources_expand_fully(name: str) -> None:
 
 
 def test_transition_table_is_compiled_into_lua() -> None:
-    table = _scripts.source("update-17.lua")
+    table = _scripts.source("update-18.lua")
     for old in STATUSES:
         for new in TRANSITIONS[old]:
             assert f'["{new}"]=true' in table
@@ -51,7 +51,7 @@ def test_transition_table_is_compiled_into_lua() -> None:
 
 def test_status_set_keys_follow_the_status_order() -> None:
     """Scripts that receive all 11 status sets get them in STATUSES order."""
-    for name, first in (("update-17.lua", 7), ("delete-19.lua", 9), ("settle-16.lua", 6)):
+    for name, first in (("update-18.lua", 7), ("delete-20.lua", 9), ("settle-16.lua", 6)):
         header = _scripts.script_files()[name]
         for i, status in enumerate(STATUSES):
             assert re.search(

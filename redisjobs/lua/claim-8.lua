@@ -5,7 +5,8 @@
   Job keys cannot be built in Lua, so the caller passes candidates: the queue's head as the
   previous call's reply showed it. The script claims the queue's current head only, in order,
   as far as the candidates reach; every reply carries the current head for the next call, so a
-  process claiming in a loop needs one round trip per claim.
+  process claiming in a loop needs one round trip per claim. A repeated call (same request id)
+  claims nothing more: it returns the jobs its first run claimed that the owner still holds.
 
   Input:
     KEYS[1] queue zset          queue
@@ -15,7 +16,8 @@
     KEYS[5] all jobs zset       jobs
     KEYS[6] status:SUBMITTED
     KEYS[7] status:DISPATCHED
-    KEYS[8 ..] the candidates' job hashes, in queue order as last seen
+    KEYS[8] request record      req:<request id>
+    KEYS[9 ..] the candidates' job hashes, in queue order as last seen
 
     ARGV[1] owner
     ARGV[2] lease, milliseconds
@@ -39,7 +41,20 @@ local owner, limit, window = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
 local expiry = server_ms() + tonumber(ARGV[2])
 
 local index, skip = {}, tonumber(ARGV[8]) + 1
-for i = 8, #KEYS do index[string.sub(KEYS[i], skip)] = i end
+for i = 9, #KEYS do index[string.sub(KEYS[i], skip)] = i end
+
+local prior = replayed(KEYS[8])
+if prior then
+  local claimed, words = {}, {}
+  for word in string.gmatch(prior, "%S+") do words[#words + 1] = word end
+  for n = 3, #words do
+    local jid = words[n]
+    if index[jid] and redis.call("HGET", KEYS[3], jid) == owner then
+      claimed[#claimed + 1] = {jid, redis.call("HGETALL", KEYS[index[jid]])}
+    end
+  end
+  return {OK, claimed, redis.call("ZRANGE", KEYS[1], 0, window - 1), tonumber(words[1]), tonumber(words[2])}
+end
 
 -- One read of the queue's top serves both the claim and the reply's view of the next head.
 local top = redis.call("ZRANGE", KEYS[1], 0, limit + window - 1)
@@ -57,6 +72,9 @@ for n = 1, math.min(limit, #top) do
   emit(KEYS[4], ARGV[6], jid, "claim", "SUBMITTED", "DISPATCHED", ARGV[5], ARGV[7])
   claimed[#claimed + 1] = {jid, redis.call("HGETALL", job_key)}
 end
+local record = {expiry, stale}
+for n = 1, #claimed do record[n + 2] = claimed[n][1] end
+remember(KEYS[8], table.concat(record, " "))
 local head = {}
 for n = #claimed + 1, math.min(#top, #claimed + window) do head[#head + 1] = top[n] end
 return {OK, claimed, head, expiry, stale}

@@ -1,7 +1,8 @@
 --[[
   Delete a job: meta, approvals, manifests and every index entry, with an event. The blob chunks
   live in the job's own hash slot: the caller unlinks them with the manifests returned here
-  (gc() finds any a crash left behind).
+  (gc() finds any a crash left behind). A repeated call (same request id) gets the first run's
+  reply from its request record, and emits no second event.
 
   Input:
     KEYS[1]  job hash             job:<jid>
@@ -23,6 +24,7 @@
     KEYS[17] status:FINISHED:CAN_NOT_SCHEDULE
     KEYS[18] status:FINISHED:FAILED_TO_RUN
     KEYS[19] status:FINISHED:ABANDONED
+    KEYS[20] request record       req:<request id>
 
     ARGV[1] job id
     ARGV[2] actor
@@ -38,6 +40,11 @@
 
 local STATUS_KEY0 = 8
 local jid = ARGV[1]
+local prior = replayed(KEYS[20])
+if prior then
+  local first = cjson.decode(prior)
+  return {OK, first[1], first[2]}
+end
 if redis.call("EXISTS", KEYS[1]) == 0 then return {E_NOT_FOUND} end
 local cur = unjson_str(redis.call("HGET", KEYS[1], "status")) or ""
 local manifests = redis.call("HGETALL", KEYS[2])
@@ -49,4 +56,5 @@ redis.call("ZREM", KEYS[6], jid)
 redis.call("HDEL", KEYS[7], jid)
 redis.call("DEL", KEYS[1], KEYS[2], KEYS[8])
 emit(KEYS[5], ARGV[4], jid, "delete", cur, "", ARGV[2], ARGV[3])
+remember(KEYS[20], cjson.encode({cur, manifests}))
 return {OK, cur, manifests}

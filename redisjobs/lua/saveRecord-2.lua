@@ -11,13 +11,20 @@
 
   Output:
     {1}   stored
-    {-2}  create: a record with that scope exists already; nothing written
+    {-2}  create: a different record with that scope exists already; nothing written
+          (the same record again is {1}: a repeated create succeeds as its first run did)
     {-1}  replace: no such record; nothing written
 ]]
 -- @include "common"
 
 local exists = redis.call("EXISTS", KEYS[1]) == 1
-if ARGV[1] == "create" and exists then return {E_EXISTS} end
+if ARGV[1] == "create" and exists then
+  if redis.call("HLEN", KEYS[1]) * 2 ~= #ARGV - 2 then return {E_EXISTS} end
+  for i = 3, #ARGV, 2 do
+    if redis.call("HGET", KEYS[1], ARGV[i]) ~= ARGV[i + 1] then return {E_EXISTS} end
+  end
+  return {OK}
+end
 if ARGV[1] == "replace" and not exists then return {E_NOT_FOUND} end
 redis.call("DEL", KEYS[1])
 hset_range(KEYS[1], 3, #ARGV)

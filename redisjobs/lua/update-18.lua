@@ -1,8 +1,9 @@
 --[[
   Update a job's meta and, when asked, its status: the transition is checked against the status
   table (and the owner, for a claimed job) and applied with its index moves, times, lease and
-  event in one step. Safe to run twice: the same status again is a no-op, and field writes are
-  plain overwrites.
+  event in one step. Safe to run twice: the same status again is a no-op, field writes are plain
+  overwrites, and a compare-and-set or an owner's call (whose repeat would be refused, the status
+  having moved) is answered from its request record.
 
   Input:
     KEYS[1]  job hash             job:<jid>
@@ -22,6 +23,7 @@
     KEYS[15] status:FINISHED:CAN_NOT_SCHEDULE
     KEYS[16] status:FINISHED:FAILED_TO_RUN
     KEYS[17] status:FINISHED:ABANDONED
+    KEYS[18] request record       req:<request id> (used only when ARGV[11] is "1")
 
     ARGV[1]  job id
     ARGV[2]  new status, or "" to leave it
@@ -34,12 +36,14 @@
     ARGV[9]  new priority, or "" when unchanged
     ARGV[10] owner asserted by the caller, or "": a claimed job starts (RUNNING) or goes back to
              the queue only by its owner's hand
-    ARGV[11 ..] job hash field, value pairs: meta (orjson values) and approvals
+    ARGV[11] "1": keep a request record (the call is a compare-and-set or an owner's), else ""
+    ARGV[12 ..] job hash field, value pairs: meta (orjson values) and approvals
              ("\0approval:" .. reviewer -> orjson [approved, note])
 
   Output:
     {1, old status}  the status changed
     {0, old status}  no status change (meta fields, if any, written)
+                     (a repeated call gets the first run's reply)
     {-1}             no such job
     {-3, current}    the status table forbids current -> new; nothing written
     {-4, current}    current status is not the expected one; nothing written
@@ -51,6 +55,16 @@
 -- @include "move"
 
 local jid, new, expected, asserted = ARGV[1], ARGV[2], ARGV[3], ARGV[10]
+local request = ARGV[11] == "1" and KEYS[18]
+
+if request then
+  local prior = replayed(request)
+  if prior then return {tonumber(string.sub(prior, 1, 1)), string.sub(prior, 3)} end
+end
+local function done(code, old)
+  if request then remember(request, code .. ":" .. old) end
+  return {code, old}
+end
 
 if redis.call("EXISTS", KEYS[1]) == 0 then return {E_NOT_FOUND} end
 local cur = unjson_str(redis.call("HGET", KEYS[1], "status")) or ""
@@ -66,17 +80,17 @@ if change then
 end
 
 -- Validated: from here on, only writes.
-hset_range(KEYS[1], 11, #ARGV)
+hset_range(KEYS[1], 12, #ARGV)
 
 if change then
   local ctx = {status0 = 6, queue = KEYS[3], jobs = KEYS[2], events = KEYS[4], leases = KEYS[5],
                owners = KEYS[6], now_us = tonumber(ARGV[4]), time = tonumber(ARGV[4]) / 1e6,
                start_time = ARGV[5], offset = ARGV[6], actor = ARGV[7], maxlen = ARGV[8]}
   move(ctx, KEYS[1], jid, cur, new, "status")
-  return {OK, cur}
+  return done(OK, cur)
 end
 if cur == "SUBMITTED" and ARGV[9] ~= "" then
   local seq = tonumber(redis.call("ZSCORE", KEYS[2], jid)) or 0
   redis.call("ZADD", KEYS[3], queue_score(tonumber(ARGV[9]), seq), jid)
 end
-return {NOOP, cur}
+return done(NOOP, cur)

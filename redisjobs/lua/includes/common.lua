@@ -38,3 +38,11 @@ local function server_ms()
   local t = redis.call("TIME")
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+
+-- Request records make a call that changes things safe to repeat: redis-py sends a command again
+-- when its reply was lost to a broken connection or a timeout, though the first run may have
+-- happened. The first run records its outcome under the call's random request id, for a while;
+-- a repeat finds it and answers as the first run did, changing nothing and emitting no event.
+local REQUEST_TTL_MS = 600000
+local function replayed(key) return redis.call("GET", key) end
+local function remember(key, outcome) redis.call("SET", key, outcome, "PX", REQUEST_TTL_MS) end
