@@ -10,6 +10,7 @@ from ._codec import check_job_id
 from ._errors import (
     BlobCorrupt,
     BlobNotFound,
+    BlobTooLarge,
     InvalidComponent,
     InvalidJobId,
     InvalidMeta,
@@ -28,7 +29,7 @@ from ._errors import (
 from ._events import Event, Settled
 from ._lifecycle import TRANSITIONS
 from ._types import Job, JobMetaKey, RunStatus, SubmitRecordKey, SubmitRecordState
-from .manager import RedisJobDefManager
+from .manager import RedisJobDefManager, Retention
 from .server import embedded
 
 __version__ = "0.1.0"
@@ -38,6 +39,7 @@ __all__ = [
     "TRANSITIONS",
     "BlobCorrupt",
     "BlobNotFound",
+    "BlobTooLarge",
     "Event",
     "GcReport",
     "InvalidComponent",
@@ -53,6 +55,7 @@ __all__ = [
     "RecordNotFound",
     "RedisJobDefManager",
     "RedisJobsError",
+    "Retention",
     "RunStatus",
     "Settled",
     "StatusConflict",

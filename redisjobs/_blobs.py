@@ -35,13 +35,15 @@ from typing import Any
 import orjson
 
 from ._archive import zip_paths
-from ._errors import BlobCorrupt, BlobNotFound
+from ._errors import BlobCorrupt, BlobNotFound, BlobTooLarge
 from ._keys import Keys
 
 #: 1 MiB less 64 bytes: a power-of-two value would land in jemalloc's next size class (~25% waste).
 DEFAULT_CHUNK_SIZE = (1 << 20) - 64
 #: Blobs up to this size are stored inline (in the committing script), not as chunks.
 DEFAULT_INLINE_MAX = 64 * 1024
+#: Default bound on one blob's size (configurable per manager: ``max_blob_size``).
+DEFAULT_MAX_BLOB_SIZE = 64 * 1024**3
 #: Chunks sent per pipeline round trip while writing, and fetched per MGET while reading.
 CHUNKS_PER_BATCH = 4
 #: How often a reader restarts after the value was replaced under it before giving up; between
@@ -117,11 +119,18 @@ class ChunkWriter:
     """
 
     def __init__(
-        self, client: Any, keys: Keys, jid: str, component: str, chunk_size: int, inline_max: int = 0
+        self,
+        client: Any,
+        keys: Keys,
+        jid: str,
+        component: str,
+        chunk_size: int,
+        inline_max: int = 0,
+        max_size: int = DEFAULT_MAX_BLOB_SIZE,
     ) -> None:
         self._client, self._keys = client, keys
         self.jid, self.component, self.chunk_size = jid, component, chunk_size
-        self.inline_max = inline_max
+        self.inline_max, self.max_size = inline_max, max_size
         #: The bytes of an inline blob (set by ``finish`` when nothing had to be sent as chunks).
         self.inline: bytes | None = None
         self.version = secrets.token_hex(8)
@@ -153,6 +162,8 @@ class ChunkWriter:
         if not isinstance(view.obj, bytes):
             view = memoryview(bytes(view))  # the caller may reuse a mutable buffer: keep a copy
         n = len(view)
+        if self.size + n > self.max_size:
+            raise BlobTooLarge(self.jid, self.component, self.max_size)
         self._sha.update(view)
         self.size += n
         cs = self.chunk_size
@@ -243,8 +254,17 @@ class BlobStore:
     """Chunked blobs of one namespace."""
 
     def __init__(
-        self, client: Any, keys: Keys, chunk_size: int, verify: bool, inline_max: int = DEFAULT_INLINE_MAX
+        self,
+        client: Any,
+        keys: Keys,
+        chunk_size: int,
+        verify: bool,
+        inline_max: int = DEFAULT_INLINE_MAX,
+        max_size: int = DEFAULT_MAX_BLOB_SIZE,
     ) -> None:
+        if max_size < 0:
+            raise ValueError(f"max_blob_size must be at least 0, got {max_size}")
+        self.max_size = max_size
         if chunk_size < 1024:
             raise ValueError(f"chunk_size must be at least 1024 bytes, got {chunk_size}")
         if inline_max < 0:
@@ -261,7 +281,9 @@ class BlobStore:
 
         On failure the chunks written so far are removed and the error re-raised.
         """
-        writer = ChunkWriter(self._client, self._keys, jid, component, self.chunk_size, self.inline_max)
+        writer = ChunkWriter(
+            self._client, self._keys, jid, component, self.chunk_size, self.inline_max, self.max_size
+        )
         try:
             self._pour(source, writer)
             return writer.finish(), writer
@@ -440,6 +462,10 @@ class GcReport:
     chunks_freed: int = 0
     #: chunk keys looked at by the orphan sweep
     chunks_scanned: int = 0
+    #: finished jobs deleted by the retention policy
+    jobs_expired: int = 0
+    #: events trimmed from the stream by age
+    events_trimmed: int = 0
 
 
 def collect_garbage(client: Any, keys: Keys, grace: float, batch: int = 500) -> GcReport:

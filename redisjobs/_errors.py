@@ -17,6 +17,7 @@ the exception subclasses it too, so ``except LookupError`` or ``except ValueErro
     ├── RecordNotFound     (LookupError)   update of a submit-token record that does not exist
     ├── UploadExpired                      an upload outlived gc()'s grace period and was collected
     ├── BlobCorrupt                        stored bytes do not match their manifest (size or sha256)
+    ├── BlobTooLarge       (ValueError)    a blob above the manager's max_blob_size: nothing stored
     ├── StoreUnavailable   (redis ConnectionError)  Redis did not answer, after the retries
     └── StoreFull                          Redis is out of memory (maxmemory, noeviction): nothing written
 
@@ -116,6 +117,15 @@ class NotOwner(RedisJobsError, PermissionError):
         super().__init__(
             f"job {jid!r} is {held}, not by {owner or 'the caller'!r}: only the owner that claimed it "
             "may start, renew or release it"
+        )
+
+
+class BlobTooLarge(RedisJobsError, ValueError):
+    def __init__(self, jid: str, component: str, limit: int) -> None:
+        self.jid, self.component, self.limit = jid, component, limit
+        super().__init__(
+            f"component {component!r} of job {jid!r} is larger than max_blob_size ({limit} bytes): "
+            "nothing was stored; raise the limit if this size is expected"
         )
 
 

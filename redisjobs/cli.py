@@ -35,7 +35,7 @@ from ._codec import check_component
 from ._errors import BlobNotFound, InvalidStatus, RedisJobsError
 from ._events import Event
 from ._lifecycle import STATUSES
-from .manager import DEFAULT_GC_GRACE, DEFAULT_URL, RedisJobDefManager
+from .manager import DEFAULT_GC_GRACE, DEFAULT_URL, RedisJobDefManager, Retention
 from .migrate import MigrationReport, migrate
 from .server import embedded, find_redis_server
 
@@ -792,14 +792,28 @@ def used_memory(m: RedisJobDefManager) -> int | None:
     metavar="SECONDS",
     help="Leave uploads younger than this alone: they may still be in progress.",
 )
-def gc(grace: float) -> None:
-    """Free blob chunks that nothing references.
+@click.option(
+    "--keep-last", type=click.IntRange(0), metavar="N", help="Delete finished jobs beyond the newest N."
+)
+@click.option(
+    "--keep-days",
+    type=click.FloatRange(0),
+    metavar="DAYS",
+    help="Delete finished jobs submitted more than DAYS days ago.",
+)
+@click.option(
+    "--event-days", type=click.FloatRange(0), metavar="DAYS", help="Trim events older than DAYS days."
+)
+def gc(grace: float, keep_last: int | None, keep_days: float | None, event_days: float | None) -> None:
+    """Apply a retention policy, then free blob chunks that nothing references.
 
-    Those of uploads abandoned for longer than --grace, of deleted jobs and of replaced versions.
-    Safe while other processes write.
+    Chunks of uploads abandoned for longer than --grace, of deleted jobs and of replaced versions.
+    Without --keep-last, --keep-days or --event-days, no job or event is removed. Safe while other
+    processes write.
     """
-    report = _store().gc(grace)
+    report = _store().gc(grace, retention=Retention(keep_last, keep_days, event_days))
     click.echo(
+        f"expired {report.jobs_expired} finished jobs, trimmed {report.events_trimmed} events; "
         f"freed {report.chunks_freed} chunks ({report.abandoned_uploads} abandoned uploads); "
         f"looked at {report.chunks_scanned} chunks"
     )

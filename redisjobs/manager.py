@@ -22,6 +22,7 @@ import uuid
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 import orjson
@@ -33,6 +34,7 @@ from ._archive import DEFAULT_MAX_UNZIPPED, UnsafeArchive, safe_extract, zip_fol
 from ._blobs import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_INLINE_MAX,
+    DEFAULT_MAX_BLOB_SIZE,
     BlobReader,
     BlobSource,
     BlobStore,
@@ -80,6 +82,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
+#: The largest page ``page_jobs`` serves.
+MAX_PAGE = 1000
 #: Ids read or fetched per round trip by listings.
 DEFAULT_BATCH = 500
 #: Uploads younger than this (seconds) are in progress: gc() leaves them alone.
@@ -151,6 +155,26 @@ def _guarded(fn: Callable[P, T]) -> Callable[P, T]:
     return call
 
 
+@dataclass(frozen=True)
+class Retention:
+    """How long ``gc`` keeps finished jobs and events. ``None`` keeps them all.
+
+    A finished job goes when it is beyond the newest ``keep_finished`` finished jobs (by submit
+    order) or was submitted more than ``keep_finished_days`` days ago; events go when older than
+    ``event_max_age_days``. Jobs in any other status are never expired.
+    """
+
+    keep_finished: int | None = None
+    keep_finished_days: float | None = None
+    event_max_age_days: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("keep_finished", "keep_finished_days", "event_max_age_days"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not value >= 0):
+                raise ValueError(f"{name} must be None or at least 0, got {value!r}")
+
+
 def _request_id() -> str:
     """A fresh id for one call's request record (the same for redis-py's repeats of that call)."""
     return os.urandom(9).hex()
@@ -181,6 +205,12 @@ class RedisJobDefManager:
             ``retries`` more attempts after a connection error or timeout, sleeping a random time
             up to ``min(backoff_cap, backoff_base * 2**failure)`` seconds before each. Every
             operation is safe to repeat. ``retry`` (a redis-py ``Retry``) replaces the three.
+        max_blob_size: bytes; a larger component raises ``BlobTooLarge`` and stores nothing.
+        keep_finished: retention: ``gc`` deletes finished jobs beyond the newest this many.
+        keep_finished_days: retention: ``gc`` deletes finished jobs submitted more than this many
+            days ago.
+        event_max_age_days: ``gc`` trims events older than this (the stream is also capped at
+            ``event_maxlen`` entries).
 
     The connection is made lazily, on first use, so constructing a manager costs nothing.
     """
@@ -204,6 +234,10 @@ class RedisJobDefManager:
         backoff_base: float = DEFAULT_BACKOFF_BASE,
         backoff_cap: float = DEFAULT_BACKOFF_CAP,
         retry: Retry | None = None,
+        max_blob_size: int = DEFAULT_MAX_BLOB_SIZE,
+        keep_finished: int | None = None,
+        keep_finished_days: float | None = None,
+        event_max_age_days: float | None = None,
     ) -> None:
         self.url = url or os.environ.get("REDISJOBS_URL") or DEFAULT_URL
         self.keys = Keys(namespace)
@@ -213,6 +247,8 @@ class RedisJobDefManager:
         self.verify_blobs = verify_blobs
         self.event_maxlen = event_maxlen
         self.batch_size = max(1, batch_size)
+        self.max_blob_size = max_blob_size
+        self.retention = Retention(keep_finished, keep_finished_days, event_max_age_days)
         self.max_unzipped = max_unzipped
         self._actor = actor
         self._socket_timeout = socket_timeout
@@ -241,7 +277,12 @@ class RedisJobDefManager:
                     retry=self._retry,
                 )
             self._blobs = BlobStore(
-                self._client, self.keys, self.chunk_size, self.verify_blobs, self.inline_max
+                self._client,
+                self.keys,
+                self.chunk_size,
+                self.verify_blobs,
+                self.inline_max,
+                self.max_blob_size,
             )
             self._warn_on_eviction()
             self._scripts = Scripts(self._client)
@@ -495,6 +536,33 @@ class RedisJobDefManager:
             low = f"({batch[-1][1]:.0f}"
             if len(batch) < self.batch_size:
                 return
+
+    @_guarded
+    def page_jobs(
+        self, status: str | RunStatus | None = None, *, cursor: str | None = None, limit: int = 100
+    ) -> tuple[list[Job], str | None]:
+        """One page of jobs, for listings too large to hold at once: ``(jobs, next_cursor)``; pass
+        ``next_cursor`` back for the following page, until it is None.
+
+        Without ``status``, pages follow submit order (jobs created meanwhile come last). With
+        one, pages walk that status's set with SSCAN, whose COUNT is a hint: a page holds about
+        ``limit`` jobs (fewer, even none, before the end; a small set, up to 512 ids, comes whole),
+        and a job that changes status meanwhile may be missed or seen twice. ``limit`` is at most
+        ``MAX_PAGE``, and no page is larger.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be an int from 1 to {MAX_PAGE}, got {limit!r}")
+        if cursor is not None and (not isinstance(cursor, str) or not cursor.isdigit()):
+            raise ValueError(f"cursor must be a cursor this method returned, got {cursor!r}")
+        if status is not None:
+            key = self.keys.status(check_status(None, status))
+            next_scan, members = self.client.sscan(key, int(cursor or 0), count=limit)
+            ids = sorted(m.decode() for m in members)
+            return self._fetch(ids), (str(next_scan) if int(next_scan) else None)
+        low = f"({cursor}" if cursor else "-inf"
+        batch = self.client.zrangebyscore(self.keys.jobs, low, "+inf", start=0, num=limit, withscores=True)
+        jobs = self._fetch([m.decode() for m, _ in batch])
+        return jobs, (f"{batch[-1][1]:.0f}" if len(batch) == limit else None)
 
     def _ids_in_batches(self, ids: Iterable[str]) -> Iterator[list[str]]:
         batch: list[str] = []
@@ -1032,11 +1100,55 @@ class RedisJobDefManager:
         return io.BufferedReader(BlobReader(first), buffer_size=self.chunk_size)
 
     @_guarded
-    def gc(self, grace: float = DEFAULT_GC_GRACE) -> GcReport:
-        """Free blob chunks nothing references: uploads abandoned for more than ``grace`` seconds
-        (a writer that crashed), chunks of deleted jobs and of replaced versions, and any other
-        orphan. Works in bounded batches; safe to run while other processes write."""
-        return collect_garbage(self.client, self.keys, grace, self.batch_size)
+    def gc(self, grace: float = DEFAULT_GC_GRACE, *, retention: Retention | None = None) -> GcReport:
+        """Apply the retention policy (``retention``, else the manager's: see ``keep_finished``,
+        ``keep_finished_days``, ``event_max_age_days``), then free blob chunks nothing references:
+        uploads abandoned for more than ``grace`` seconds (a writer that crashed), chunks of
+        deleted jobs and of replaced versions, and any other orphan. Works in bounded batches; safe
+        to run while other processes write. Returns what it did."""
+        policy = retention or self.retention
+        expired = self._expire_finished(policy)
+        trimmed = self._trim_events(policy)
+        report = collect_garbage(self.client, self.keys, grace, self.batch_size)
+        report.jobs_expired, report.events_trimmed = expired, trimmed
+        return report
+
+    def _expire_finished(self, policy: Retention) -> int:
+        """Delete the finished jobs the policy no longer keeps. Finished jobs never change status
+        again, so the only race is with another deleter (whose delete wins quietly)."""
+        if policy.keep_finished is None and policy.keep_finished_days is None:
+            return 0
+        k = self.keys
+        finished: list[tuple[float, str, float]] = []  # (submit order, id, submit_time)
+        for status in sorted(FINISHED):
+            for batch in self._ids_in_batches(m.decode() for m in self.client.sscan_iter(k.status(status))):
+                pipe = self.client.pipeline(transaction=False)
+                for jid in batch:
+                    pipe.zscore(k.jobs, jid)
+                    pipe.hget(k.job(jid), "submit_time")
+                replies = pipe.execute()
+                for jid, seq, submitted in zip(batch, replies[::2], replies[1::2], strict=True):
+                    if seq is not None and submitted is not None:
+                        finished.append((float(seq), jid, float(orjson.loads(submitted) or 0)))
+        finished.sort(reverse=True)  # newest first
+        doomed: set[str] = set()
+        if policy.keep_finished is not None:
+            doomed.update(jid for _, jid, _ in finished[policy.keep_finished :])
+        if policy.keep_finished_days is not None:
+            cutoff = time.time() - policy.keep_finished_days * 86_400
+            doomed.update(jid for _, jid, submitted in finished if submitted < cutoff)
+        expired = 0
+        for jid in doomed:
+            with contextlib.suppress(JobNotFound):
+                self.delete(jid)
+                expired += 1
+        return expired
+
+    def _trim_events(self, policy: Retention) -> int:
+        if policy.event_max_age_days is None:
+            return 0
+        cutoff_ms = int((time.time() - policy.event_max_age_days * 86_400) * 1000)
+        return int(self.client.xtrim(self.keys.events, minid=f"{max(cutoff_ms, 0)}-0"))
 
     # -- submit-token records --------------------------------------------------------------------
 

@@ -280,9 +280,18 @@ def test_stats_counts_jobs_queue_blobs_and_memory(
 
 
 def test_gc_frees_orphan_chunks(run: Run, store: RedisJobDefManager) -> None:
-    assert ok(run("gc", "--grace", "0")).startswith("freed 0 chunks")
+    assert "freed 0 chunks" in ok(run("gc", "--grace", "0"))
     store.client.set(store.keys.chunk("gone", "data", "v1", 0), b"orphan")
-    assert ok(run("gc", "--grace", "0")).startswith("freed 1 chunks (0 abandoned uploads)")
+    assert "freed 1 chunks (0 abandoned uploads)" in ok(run("gc", "--grace", "0"))
+
+
+def test_gc_applies_a_retention_policy(run: Run, store: RedisJobDefManager, tmp_path: Path) -> None:
+    ids = [submitted(run, job_folder(tmp_path / str(i))) for i in range(3)]
+    for jid in ids:
+        store.set_status(jid, "FINISHED:COMPLETED")
+    assert ok(run("gc", "--grace", "0")).startswith("expired 0 finished jobs")
+    assert ok(run("gc", "--grace", "0", "--keep-last", "1")).startswith("expired 2 finished jobs")
+    assert [j.job_id for j in store.get_all_jobs()] == ids[2:]
 
 
 def test_reap_settles_expired_leases(run: Run, store: RedisJobDefManager, tmp_path: Path) -> None:
