@@ -59,9 +59,9 @@ def machine() -> dict[str, Any]:
     return {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}
 
 
-def save(name: str, payload: dict[str, Any]) -> str:
-    os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, f"{name}.json")
+def save(name: str, payload: dict[str, Any], folder: str = RESULTS) -> str:
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{name}.json")
     with open(path, "w") as f:
         json.dump(payload, f, indent=2)
     return path

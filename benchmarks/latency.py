@@ -1,6 +1,7 @@
 """Latency of the job-manager API: redisjobs beside NVFlare's own store and a bare Redis round trip.
 
     python benchmarks/latency.py [--sizes 1000,10000,100000] [--url URL] [--repeat 200] [--plot]
+    redisjobs bench [same options]        (the same harness, from a source checkout)
 
 For each N stored jobs, median and p99 latency of every operation, for:
 
@@ -35,6 +36,7 @@ from redisjobs import RedisJobDefManager, RunStatus
 
 KB = 1024
 QUEUED_FEW = 10
+QUEUED_MANY = 1000
 
 
 class Target:
@@ -131,9 +133,18 @@ def measure(t: Target, n: int, repeat: int, small: bytes, big: bytes) -> dict[st
     r["delete"] = sample(lambda jid: m.delete(jid, ctx), repeat, lambda: next(doomed))
     t.cleanup()
     # Half the jobs queued: what a busy server's scheduler reads every second.
-    populate(t, n, n // 2, small)
+    queued = populate(t, n, n // 2, small)[n - n // 2 :]
     m.get_jobs_to_schedule(ctx)
     r["get_jobs_to_schedule (N/2 queued)"] = sample(lambda: m.get_jobs_to_schedule(ctx), few)
+    # Then 1,000 queued (all N when N is smaller): finish the others, or start over.
+    if n // 2 >= QUEUED_MANY:
+        for jid in queued[QUEUED_MANY:]:
+            m.set_status(jid, RunStatus.FINISHED_COMPLETED, ctx)
+    else:
+        t.cleanup()
+        populate(t, n, min(n, QUEUED_MANY), small)
+    m.get_jobs_to_schedule(ctx)
+    r[f"get_jobs_to_schedule ({QUEUED_MANY:,} queued)"] = sample(lambda: m.get_jobs_to_schedule(ctx), few)
     t.cleanup()
     return r
 
@@ -195,7 +206,7 @@ def plot(results: dict[str, Any], path: str) -> None:
 
     sizes = [int(n) for n in results["runs"]]
     ops = list(next(iter(results["runs"].values()))["redis"])
-    fig, axes = plt.subplots(3, 4, figsize=(16, 10))
+    fig, axes = plt.subplots(4, 4, figsize=(16, 13))
     for ax, op in zip(axes.flat, ops, strict=False):
         for name in next(iter(results["runs"].values())):
             ax.plot(
@@ -224,6 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-fake", action="store_true", help="skip redisjobs on fakeredis")
     parser.add_argument("--no-nvflare", action="store_true", help="skip NVFlare's filesystem store")
     parser.add_argument("--plot", action="store_true", help="write latency.png (needs matplotlib)")
+    parser.add_argument("--out", default=RESULTS, help="folder for the results (default: %(default)s)")
     args = parser.parse_args(argv)
     small, big = os.urandom(2 * KB), os.urandom(1024 * KB)
     results: dict[str, Any] = {"runs": {}, "machine": machine()}
@@ -239,13 +251,13 @@ def main(argv: list[str] | None = None) -> None:
     text = report(results)
     print()
     print(text)
-    save("latency", results)
-    with open(os.path.join(RESULTS, "latency.md"), "w") as f:
+    save("latency", results, args.out)
+    with open(os.path.join(args.out, "latency.md"), "w") as f:
         f.write(text + "\n")
     if args.plot:
-        plot(results, os.path.join(RESULTS, "latency.png"))
+        plot(results, os.path.join(args.out, "latency.png"))
     print(
-        f"\nresults: {os.path.join(RESULTS, 'latency.json')}, latency.md"
+        f"\nresults: {os.path.join(args.out, 'latency.json')}, latency.md"
         + (", latency.png" if args.plot else "")
     )
 

@@ -18,6 +18,7 @@ import datetime
 import json
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -832,6 +833,34 @@ def reap() -> None:
     click.echo(
         format_table(["job id", "was", "now", "held by"], [[s.jid, s.old, s.new, s.owner] for s in settled])
     )
+
+
+#: The latency harness, in a source checkout (an editable install): benchmarks/latency.py.
+BENCH_SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "latency.py"
+
+
+@main.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, add_help_option=False
+)
+@click.pass_context
+def bench(ctx: click.Context) -> None:
+    """Run the latency benchmark: benchmarks/latency.py, with the options given after `bench`.
+
+    Measures redisjobs on a real redis-server (a private one unless --url is given), on fakeredis,
+    and NVFlare's own store when nvflare is installed, beside bare Redis round trips; writes
+    benchmarks/results/latency.{md,json}. `redisjobs bench --help` lists the harness's options.
+    It ships with the source, not the wheel: run it from a clone (pip install -e .).
+    """
+    if not BENCH_SCRIPT.is_file():
+        raise click.ClickException(
+            "the benchmark harness ships with the source, not the package: clone the repository, "
+            "pip install -e . there, and run `redisjobs bench` (or python benchmarks/latency.py)"
+        )
+    settings = ctx.find_object(Settings)
+    args = list(ctx.args)
+    if settings is not None and settings.url and "--url" not in args:
+        args = ["--url", settings.url, *args]
+    ctx.exit(subprocess.call([sys.executable, str(BENCH_SCRIPT), *args]))
 
 
 @main.command("migrate")

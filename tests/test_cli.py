@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -515,3 +517,33 @@ def test_the_plugin_adds_no_autouse_fixture_and_imports_no_fakeredis(request: py
 
     assert "redisjobs_store" not in request.fixturenames
     assert not hasattr(testing, "fakeredis")  # imported only when a store is built
+
+
+def test_bench_runs_the_latency_harness(redis_url: str, tmp_path: Path) -> None:
+    """`redisjobs bench` is benchmarks/latency.py: its options pass through, --url included."""
+    cli = [sys.executable, "-c", "from redisjobs.cli import main; main()"]
+    shown = subprocess.run([*cli, "bench", "--help"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "--sizes" in shown.stdout and "EVALSHA" in shown.stdout
+    out = tmp_path / "results"
+    done = subprocess.run(
+        [
+            *cli,
+            "--url",
+            redis_url,
+            "bench",
+            "--sizes",
+            "20",
+            "--repeat",
+            "3",
+            "--no-nvflare",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    table = (out / "latency.md").read_text()
+    assert "### N = 20 jobs" in table and "| get_job |" in table and "fakeredis" in table
+    assert json.loads((out / "latency.json").read_text())["server"]["url"] == redis_url
