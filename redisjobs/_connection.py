@@ -1,4 +1,15 @@
-"""Building the redis-py client: timeouts, the retry policy, and a command packer for large values.
+"""Building the redis-py client: URLs, timeouts, the retry policy, a packer for large values.
+
+URLs:
+
+- ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` (TLS; ``?ssl_ca_certs=PATH``,
+  ``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs``), ``unix:///path/to/redis.sock``: one
+  Redis, as redis-py reads them.
+- ``redis+sentinel://[[user]:password@]host:port[,host:port...]/MASTER[/db]`` (and
+  ``rediss+sentinel://``): the master that these Sentinels name, found again after a failover.
+  ``?sentinel_password=...`` when the Sentinels themselves need one.
+- ``redis+cluster://[[user]:password@]host:port[,host:port...]`` (and ``rediss+cluster://``): a
+  Redis Cluster, from any of its nodes.
 
 Retries: redis-py repeats a command (or a whole pipeline) that failed on a connection error or a
 timeout, backing off exponentially with jitter. That is safe here because every operation is safe
@@ -14,6 +25,7 @@ the value to the socket as it is.
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any
 
 import redis
@@ -62,13 +74,119 @@ def make_retry(retries: int, base: float, cap: float) -> Retry:
     return Retry(ExponentialWithJitterBackoff(cap=cap, base=base), retries)
 
 
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+#: Query options of the Sentinel and Cluster URLs passed on to the connections (TLS).
+_TLS_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
+
+
 def make_client(url: str, *, socket_timeout: float, socket_connect_timeout: float, retry: Retry) -> Any:
-    """A client for ``url`` with explicit timeouts, the given retry policy and the packer above."""
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=socket_connect_timeout,
+    """A client for ``url`` (see the module's docstring) with explicit timeouts and the given
+    retry policy."""
+    scheme = url.partition("://")[0].lower()
+    common: dict[str, Any] = {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": socket_connect_timeout,
+        "retry": retry,
+    }
+    if scheme in SENTINEL_SCHEMES:
+        return _sentinel_client(url, common)
+    if scheme in CLUSTER_SCHEMES:
+        return _cluster_client(url, common)
+    return redis.Redis.from_url(url, health_check_interval=30, command_packer=Packer(), **common)
+
+
+class _Parsed:
+    """A multi-host URL: ``scheme://[[user]:password@]host:port[,host:port...][/path][?query]``."""
+
+    def __init__(self, url: str, default_port: int) -> None:
+        scheme, _, rest = url.partition("://")
+        self.tls = scheme.lower().startswith("rediss")
+        rest, _, query = rest.partition("?")
+        netloc, _, path = rest.partition("/")
+        userinfo, at, hosts = netloc.rpartition("@")
+        self.username: str | None = None
+        self.password: str | None = None
+        if at:
+            user, colon, password = userinfo.partition(":")
+            self.username = urllib.parse.unquote(user) or None
+            self.password = urllib.parse.unquote(password) if colon else None
+        self.nodes = [_host_port(h, default_port, url) for h in hosts.split(",") if h]
+        if not self.nodes:
+            raise ValueError(f"no host in {_redact(url)}")
+        self.path = [urllib.parse.unquote(p) for p in path.split("/") if p]
+        self.query = {k: v[-1] for k, v in urllib.parse.parse_qs(query).items()}
+
+    def tls_options(self) -> dict[str, Any]:
+        if not self.tls:
+            return {}
+        options: dict[str, Any] = {"ssl": True}
+        for name in _TLS_OPTIONS:
+            if name in self.query:
+                value: Any = self.query[name]
+                if name == "ssl_check_hostname":
+                    value = value.lower() in ("1", "true", "yes")
+                options[name] = value
+        return options
+
+
+def _host_port(text: str, default_port: int, url: str) -> tuple[str, int]:
+    if text.startswith("["):  # [IPv6]:port
+        host, _, port = text[1:].partition("]")
+        port = port.lstrip(":")
+    else:
+        host, _, port = text.rpartition(":") if ":" in text else (text, "", "")
+    if not port.isdigit() if port else False:
+        raise ValueError(f"bad port {port!r} in {_redact(url)}")
+    return host, int(port) if port else default_port
+
+
+def _redact(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    _userinfo, at, hosts = rest.partition("@")
+    return f"{scheme}{sep}***@{hosts}" if at else url
+
+
+def _sentinel_client(url: str, common: dict[str, Any]) -> Any:
+    from redis.sentinel import Sentinel
+
+    parsed = _Parsed(url, 26379)
+    if not parsed.path:
+        raise ValueError(f"a Sentinel URL names its master: scheme://host:port/MASTER ({_redact(url)})")
+    master, db = parsed.path[0], int(parsed.path[1]) if len(parsed.path) > 1 else 0
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_timeout": common["socket_timeout"],
+        "socket_connect_timeout": common["socket_connect_timeout"],
+    }
+    if "sentinel_password" in parsed.query:
+        sentinel_kwargs["password"] = parsed.query["sentinel_password"]
+    sentinel = Sentinel(parsed.nodes, sentinel_kwargs=sentinel_kwargs, **parsed.tls_options())  # type: ignore[no-untyped-call]
+    return sentinel.master_for(  # type: ignore[no-untyped-call]
+        master,
+        db=db,
+        username=parsed.username,
+        password=parsed.password,
         health_check_interval=30,
-        retry=retry,
         command_packer=Packer(),
+        **common,
     )
+
+
+def _cluster_client(url: str, common: dict[str, Any]) -> Any:
+    from redis.cluster import ClusterNode, RedisCluster
+
+    parsed = _Parsed(url, 6379)
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],  # type: ignore[no-untyped-call]
+        username=parsed.username,
+        password=parsed.password,
+        **parsed.tls_options(),
+        **common,
+    )
+
+
+def is_cluster(client: Any) -> bool:
+    """Whether ``client`` is a Redis Cluster client."""
+    from redis.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster)

@@ -16,6 +16,7 @@ from typing import Any
 
 from redis.commands.core import Script
 
+from ._connection import is_cluster
 from ._lifecycle import TIMED_FINISH, lua_status_list, lua_transition_table
 
 _INCLUDE = re.compile(r'^-- @include "([a-z_]+)"$', re.MULTILINE)
@@ -63,11 +64,16 @@ class Scripts:
         for file_name in script_files():
             name = file_name.rsplit("-", 1)[0]
             self.by_name[name] = client.register_script(source(file_name))
-        # Load them all in one round trip now, rather than one NOSCRIPT miss per script later.
-        pipe = client.pipeline(transaction=False)
-        for script in self.by_name.values():
-            pipe.script_load(script.script)
-        pipe.execute()
+        # Load them all in one round trip now, rather than one NOSCRIPT miss per script later. (A
+        # cluster sends SCRIPT LOAD to every primary itself, outside pipelines.)
+        if is_cluster(client):
+            for script in self.by_name.values():
+                client.script_load(script.script)
+        else:
+            pipe = client.pipeline(transaction=False)
+            for script in self.by_name.values():
+                pipe.script_load(script.script)
+            pipe.execute()
         self.create = self.by_name["create"]
         self.update = self.by_name["update"]
         self.approve = self.by_name["approve"]
@@ -79,3 +85,4 @@ class Scripts:
         self.renew = self.by_name["renew"]
         self.settle = self.by_name["settle"]
         self.get_jobs = self.by_name["getJobs"]
+        self.due_leases = self.by_name["dueLeases"]

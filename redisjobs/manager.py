@@ -833,10 +833,8 @@ class RedisJobDefManager:
         """Settle every claimed job whose lease has expired (the server's clock): DISPATCHED goes
         back to the queue, RUNNING to FINISHED:ABANDONED. Returns what was done."""
         done: list[Settled] = []
-        seconds, micros = self.client.time()
-        now_ms = int(seconds) * 1000 + int(micros) // 1000
         while True:
-            due = self.client.zrangebyscore(self.keys.leases, "-inf", now_ms, start=0, num=self.batch_size)
+            due = self._s.due_leases(keys=[self.keys.leases], args=[self.batch_size])
             ids = [m.decode() for m in due]
             if not ids:
                 return done

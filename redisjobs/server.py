@@ -83,6 +83,82 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) exists and is free too."""
+    for _ in range(100):
+        port = free_port()
+        if port + 10000 <= 65535:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port + 10000))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port pair (port, port + 10000) for a cluster node")
+
+
+class LocalCluster:
+    """A Redis Cluster of ``masters`` primaries (no replicas) on loopback, for tests and trials.
+
+    Each node is a ``redis-server --cluster-enabled yes``; the slots are spread with
+    ``redis-cli --cluster create`` when redis-cli is on PATH, else assigned and joined directly
+    (CLUSTER ADDSLOTSRANGE and CLUSTER MEET).
+    """
+
+    def __init__(self, binary: str, masters: int = 3, *extra: str) -> None:
+        self.nodes: list[RedisServer] = []
+        options = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                   "--cluster-node-timeout", "2000", *extra]  # fmt: skip
+        try:
+            for _ in range(masters):
+                self.nodes.append(RedisServer(binary, *options, port=_cluster_port()))
+            self._create()
+            self.wait_ok()
+        except BaseException:
+            self.stop()
+            raise
+        hosts = ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+        self.url = f"redis+cluster://{hosts}"
+
+    def _create(self) -> None:
+        cli = shutil.which("redis-cli")
+        if cli:
+            addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+            subprocess.run(
+                [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60,
+            )  # fmt: skip
+            return
+        per = 16384 // len(self.nodes)
+        for i, node in enumerate(self.nodes):
+            last = 16383 if i == len(self.nodes) - 1 else (i + 1) * per - 1
+            with redis.Redis(port=node.port) as client:
+                client.execute_command("CLUSTER", "ADDSLOTSRANGE", i * per, last)
+        with redis.Redis(port=self.nodes[0].port) as first:
+            for node in self.nodes[1:]:
+                first.execute_command("CLUSTER", "MEET", "127.0.0.1", node.port)
+
+    def wait_ok(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:
+            with redis.Redis(port=node.port) as client:
+                while b"cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"the cluster did not come up within {timeout} s")
+                    time.sleep(0.1)
+        # Every node must also know every other one, or a redirect may point at an unknown node.
+        for node in self.nodes:
+            with redis.Redis(port=node.port) as client:
+                while len(client.execute_command("CLUSTER", "NODES").splitlines()) < len(self.nodes):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"the cluster did not come up within {timeout} s")
+                    time.sleep(0.1)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
 class _FakeServer:
     """fakeredis's TCP server on a free loopback port, in a background thread."""
 

@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from redisjobs import RedisJobDefManager
-from redisjobs.server import RedisServer, find_redis_server
+from redisjobs.server import LocalCluster, RedisServer, find_redis_server
 
 
 def start_server(*extra: str) -> RedisServer:
@@ -58,7 +58,34 @@ def _namespace() -> str:
     return "t-" + uuid.uuid4().hex[:12]
 
 
-@pytest.fixture(params=["fake", pytest.param("real", marks=pytest.mark.real)])
+@pytest.fixture(scope="session")
+def cluster_url() -> Iterator[str]:
+    """URL of a real 3-master Redis Cluster on loopback for this test session."""
+    external = os.environ.get("REDISJOBS_TEST_CLUSTER_URL")
+    if external:
+        yield external
+        return
+    binary = find_redis_server()
+    if binary is None:
+        pytest.fail("no redis-server: install it (apt-get install redis-server)", pytrace=False)
+    cluster = LocalCluster(binary, 3)
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``backend``: fakeredis and a real server for every store test; a 3-master Redis Cluster too
+    for the modules marked ``cluster`` (they cover every public method)."""
+    if "backend" in metafunc.fixturenames:
+        params = ["fake", pytest.param("real", marks=pytest.mark.real)]
+        if metafunc.definition.get_closest_marker("cluster"):
+            params.append(pytest.param("cluster", marks=pytest.mark.real))
+        metafunc.parametrize("backend", params, indirect=True)
+
+
+@pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -76,7 +103,7 @@ def make_store(backend: str, request: pytest.FixtureRequest) -> Iterator[object]
             made.append(m)
             return m
     else:
-        url = request.getfixturevalue("redis_url")
+        url = request.getfixturevalue("redis_url" if backend == "real" else "cluster_url")
 
         def make(**kwargs: object) -> RedisJobDefManager:
             m = RedisJobDefManager(url, namespace=namespace, **kwargs)  # type: ignore[arg-type]
@@ -87,7 +114,7 @@ def make_store(backend: str, request: pytest.FixtureRequest) -> Iterator[object]
     if made:
         # After every test: the indexes agree with the jobs.
         assert made[0].check_invariants() == []
-        if backend == "real":
+        if backend != "fake":
             client = made[0].client
             for key in list(client.scan_iter(match=f"rj:{{{namespace}*", count=1000)):
                 client.unlink(key)

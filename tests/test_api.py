@@ -42,6 +42,8 @@ from redisjobs import (
 )
 from redisjobs._lifecycle import STATUSES, TRANSITIONS
 
+pytestmark = pytest.mark.cluster
+
 DURATION_RE = re.compile(r"^\d+:\d\d:\d\d(\.\d{6})?$")
 BAD_IDS: list[Any] = [None, "", 123, "../x", "a/b", "-x", ".x", "a b", "x\n", "é"]
 TIMED = [

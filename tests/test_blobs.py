@@ -12,6 +12,8 @@ import pytest
 
 from redisjobs import BlobCorrupt, BlobNotFound, JobNotFound, RedisJobDefManager, UploadExpired
 
+pytestmark = pytest.mark.cluster
+
 CS = 1024  # a small chunk size, so multi-chunk blobs stay small
 
 

@@ -32,6 +32,8 @@ from redisjobs import (
     StatusConflict,
 )
 
+pytestmark = pytest.mark.cluster
+
 DISPATCHED = RunStatus.DISPATCHED.value
 SUBMITTED = RunStatus.SUBMITTED.value
 RUNNING = RunStatus.RUNNING.value

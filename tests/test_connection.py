@@ -57,3 +57,28 @@ def test_a_url_managers_client_has_its_retry_policy_and_timeouts(redis_url: str,
     assert kwargs["retry"].get_retries() == 2
     assert isinstance(kwargs["command_packer"], Packer)
     m.close()
+
+
+def test_multi_host_urls_are_parsed() -> None:
+    from redisjobs._connection import _Parsed
+
+    p = _Parsed(
+        "rediss+sentinel://u%40x:p%3Aw@h1:26380,[::1]:26381,h3/mymaster/2?ssl_ca_certs=/ca.pem", 26379
+    )
+    assert (p.username, p.password) == ("u@x", "p:w")
+    assert p.nodes == [("h1", 26380), ("::1", 26381), ("h3", 26379)]
+    assert p.path == ["mymaster", "2"]
+    assert p.tls_options() == {"ssl": True, "ssl_ca_certs": "/ca.pem"}
+    q = _Parsed("redis+cluster://h:7000", 6379)
+    assert (q.username, q.password, q.nodes, q.tls_options()) == (None, None, [("h", 7000)], {})
+    with pytest.raises(ValueError, match="no host"):
+        _Parsed("redis+cluster://", 6379)
+    with pytest.raises(ValueError, match="bad port"):
+        _Parsed("redis+cluster://h:x", 6379)
+
+
+def test_a_sentinel_url_must_name_its_master() -> None:
+    m = RedisJobDefManager("redis+sentinel://:secret@127.0.0.1:1")
+    with pytest.raises(ValueError, match="names its master") as e:
+        m.client  # noqa: B018 - building the client parses the URL
+    assert "secret" not in str(e.value)

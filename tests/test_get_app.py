@@ -22,6 +22,8 @@ import pytest
 
 from redisjobs import InvalidComponent, InvalidJobId, Job, RedisJobDefManager
 
+pytestmark = pytest.mark.cluster
+
 SERVER_CONFIG = b'{"format_version": 2, "workflows": []}'
 CLIENT_CODE = b"print('hello from the client')\n"
 META = {"name": "myjob", "job_folder_name": "myjob", "deploy_map": {"app_server": ["server"]}}

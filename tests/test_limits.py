@@ -9,6 +9,8 @@ import pytest
 
 from redisjobs import BlobTooLarge, RedisJobDefManager, Retention, RunStatus
 
+pytestmark = pytest.mark.cluster
+
 
 def test_a_blob_above_max_blob_size_stores_nothing(make_store: Any) -> None:
     m = make_store(max_blob_size=100_000, chunk_size=16 * 1024)

@@ -17,6 +17,8 @@ import pytest
 
 from redisjobs import Job, RecordNotFound, RedisJobDefManager, RedisJobsError
 
+pytestmark = pytest.mark.cluster
+
 ALICE = {"name": "alice", "org": "nvidia", "role": "lead"}
 BOB = {"name": "bob", "org": "nvidia", "role": "member"}
 HASH = "sha256:" + "0" * 64
