@@ -43,8 +43,17 @@ def check_app_name(jid: str, app_name: object) -> str:
     return app_name
 
 
+def _utf8(text: str) -> bytes | None:
+    """``text`` as UTF-8, or None when it cannot be (a lone surrogate): such names never reach Redis,
+    whose client would fail deep inside while encoding them."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return None
+
+
 def is_valid_component(component: object) -> bool:
-    if not isinstance(component, str):
+    if not isinstance(component, str) or _utf8(component) is None:
         return False
     if component in BASE_COMPONENTS or component in COMPONENT_PREFIXES:
         return True
@@ -75,30 +84,85 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
-def encode_fields(jid: object, meta: Mapping[Any, Any]) -> list[bytes | str]:
-    """Flatten meta into ``[key, orjson(value), ...]`` for HSET; raise ``InvalidMeta`` if it can't be."""
+#: Default bound on the encoded size of the meta written by one call (names and JSON values).
+DEFAULT_MAX_META_BYTES = 1024 * 1024
+
+
+def _encode_value(jid: object, what: str, value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except TypeError as e:  # orjson.JSONEncodeError is a TypeError
+        if "ecursion" in str(e):
+            why = "nested too deeply: orjson encodes at most 254 levels of arrays and objects"
+        else:
+            why = f"not JSON-serializable: {e}"
+        raise InvalidMeta(jid, f"{what} is {why}") from None
+
+
+def _check_size(jid: object, size: int, max_bytes: int, what: str) -> None:
+    if size > max_bytes:
+        raise InvalidMeta(
+            jid,
+            f"{what} is {size} bytes, above the limit of {max_bytes} (encoded as JSON): keep large data "
+            "in the job's content or a component, not in its meta",
+        )
+
+
+def encode_fields(
+    jid: object, meta: Mapping[Any, Any], *, max_bytes: int = DEFAULT_MAX_META_BYTES
+) -> list[bytes | str]:
+    """Flatten meta into ``[key, orjson(value), ...]`` (UTF-8 bytes) for HSET, or raise ``InvalidMeta``.
+
+    Refused, naming the key and the problem: a key that is not a non-empty str without NUL, or is
+    not valid UTF-8 (a lone surrogate); a value orjson cannot encode (sets, bytes, arbitrary
+    objects, ints beyond 64 bits, non-str dict keys at any depth, nesting deeper than 254 levels,
+    str with lone surrogates); and meta whose encoded size (keys and values) exceeds ``max_bytes``.
+
+    NaN and +/-infinity are accepted and stored as JSON ``null`` (JSON has no such numbers; orjson
+    and JavaScript write null too), so they read back as None. Values orjson encodes natively are
+    stored as their JSON form: tuples read back as lists, datetimes, UUIDs and enums as strings.
+    """
     out: list[bytes | str] = []
+    size = 0
     for key, value in meta.items():
         name = getattr(key, "value", key)  # a JobMetaKey works as a key
         if not isinstance(name, str) or not name or "\x00" in name:
             raise InvalidMeta(jid, f"meta keys must be non-empty strings without NUL, got {key!r}")
-        try:
-            out += [name, orjson.dumps(value)]
-        except TypeError as e:
-            raise InvalidMeta(jid, f"the value of {name!r} is not JSON-serializable: {e}") from None
+        raw_name = _utf8(name)
+        if raw_name is None:
+            raise InvalidMeta(jid, f"meta key {name!r} is not valid UTF-8 (a lone surrogate?)")
+        encoded = _encode_value(jid, f"the value of {name!r}", value)
+        size += len(raw_name) + len(encoded)
+        _check_size(jid, size, max_bytes, "meta")
+        out += [raw_name, encoded]
     return out
 
 
-def approval_pairs(jid: object, approvals: Mapping[str, Any]) -> list[bytes | str]:
-    """``[APPROVAL_FIELD + reviewer, orjson([approved, note]), ...]`` for HSET."""
+def approval_field(jid: object, reviewer: object) -> bytes:
+    """The job hash field holding ``reviewer``'s verdict; ``InvalidMeta`` for a name that is not a
+    non-empty, UTF-8-encodable str."""
+    if not isinstance(reviewer, str) or not reviewer:
+        raise InvalidMeta(jid, f"reviewer names must be non-empty strings, got {reviewer!r}")
+    field = _utf8(APPROVAL_FIELD + reviewer)
+    if field is None:
+        raise InvalidMeta(jid, f"reviewer name {reviewer!r} is not valid UTF-8 (a lone surrogate?)")
+    return field
+
+
+def approval_pairs(
+    jid: object, approvals: Mapping[Any, Any], *, max_bytes: int = DEFAULT_MAX_META_BYTES
+) -> list[bytes | str]:
+    """``[APPROVAL_FIELD + reviewer, orjson([approved, note]), ...]`` for HSET, or ``InvalidMeta``:
+    reviewers as ``approval_field`` requires, verdicts as ``encode_fields`` requires of values
+    (NaN stored as null), and at most ``max_bytes`` in all."""
     out: list[bytes | str] = []
+    size = 0
     for reviewer, verdict in approvals.items():
-        if not isinstance(reviewer, str) or not reviewer:
-            raise InvalidMeta(jid, f"reviewer names must be non-empty strings, got {reviewer!r}")
-        try:
-            out += [APPROVAL_FIELD + reviewer, orjson.dumps(verdict)]
-        except TypeError as e:
-            raise InvalidMeta(jid, f"the approval of {reviewer!r} is not JSON-serializable: {e}") from None
+        field = approval_field(jid, reviewer)
+        encoded = _encode_value(jid, f"the approval of {reviewer!r}", verdict)
+        size += len(field) + len(encoded)
+        _check_size(jid, size, max_bytes, "approvals")
+        out += [field, encoded]
     return out
 
 

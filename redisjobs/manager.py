@@ -30,7 +30,14 @@ import redis
 from redis.retry import Retry
 
 from . import _records
-from ._archive import DEFAULT_MAX_UNZIPPED, UnsafeArchive, safe_extract, zip_folder
+from ._archive import (
+    DEFAULT_MAX_RATIO,
+    DEFAULT_MAX_UNZIPPED,
+    UnsafeArchive,
+    open_zip,
+    safe_extract,
+    zip_folder,
+)
 from ._blobs import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_INLINE_MAX,
@@ -44,7 +51,8 @@ from ._blobs import (
     collect_garbage,
 )
 from ._codec import (
-    APPROVAL_FIELD,
+    DEFAULT_MAX_META_BYTES,
+    approval_field,
     approval_pairs,
     check_app_name,
     check_component,
@@ -64,6 +72,7 @@ from ._errors import (
     BlobNotFound,
     InvalidComponent,
     InvalidMeta,
+    InvalidStatus,
     InvalidTransition,
     JobNotFound,
     RecordNotFound,
@@ -119,12 +128,16 @@ def _guarded(fn: Callable[P, T]) -> Callable[P, T]:
     takes_jid = list(inspect.signature(fn).parameters)[1:2] in (["jid"], ["from_jid"])
 
     def translate(self: RedisJobDefManager, args: tuple[Any, ...], error: Exception) -> Exception | None:
-        jid = args[1] if takes_jid and len(args) > 1 else None
+        first = args[1] if len(args) > 1 else None
+        # The job: the jid argument, or the job_id of a meta (create, get_content) or a Job.
+        jid = first if takes_jid else getattr(first, "job_id", None)
+        if jid is None and isinstance(first, dict):
+            jid = first.get("job_id")
         if isinstance(error, StoreUnavailable | StoreFull):
             return None
         if isinstance(error, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
             return StoreUnavailable(op, jid, self.where, error)
-        if isinstance(error, redis.exceptions.ResponseError) and str(error).startswith("OOM"):
+        if _is_out_of_memory(error):
             return StoreFull(op, jid, self.where)
         return None
 
@@ -175,6 +188,13 @@ class Retention:
                 raise ValueError(f"{name} must be None or at least 0, got {value!r}")
 
 
+def _is_out_of_memory(error: Exception) -> bool:
+    oom = getattr(redis.exceptions, "OutOfMemoryError", None)
+    if oom is not None and isinstance(error, oom):
+        return True
+    return isinstance(error, redis.exceptions.ResponseError) and "OOM command not allowed" in str(error)
+
+
 def _request_id() -> str:
     """A fresh id for one call's request record (the same for redis-py's repeats of that call)."""
     return os.urandom(9).hex()
@@ -200,6 +220,8 @@ class RedisJobDefManager:
         batch_size: ids per round trip in listings.
         actor: recorded in events; defaults to ``host:pid``.
         max_unzipped: bound on the unpacked size of job content that ``get_app`` extracts.
+        max_unzip_ratio: bound on its compression ratio (per entry and overall; zip bombs).
+        max_meta_bytes: bound on the JSON size of the meta (and, apart, approvals) one call writes.
         socket_timeout, socket_connect_timeout: seconds, for clients built from ``url``.
         retries, backoff_base, backoff_cap: the retry policy of clients built from ``url``: up to
             ``retries`` more attempts after a connection error or timeout, sleeping a random time
@@ -228,6 +250,8 @@ class RedisJobDefManager:
         batch_size: int = DEFAULT_BATCH,
         actor: str | None = None,
         max_unzipped: int = DEFAULT_MAX_UNZIPPED,
+        max_unzip_ratio: float = DEFAULT_MAX_RATIO,
+        max_meta_bytes: int = DEFAULT_MAX_META_BYTES,
         socket_timeout: float = 10.0,
         socket_connect_timeout: float = 5.0,
         retries: int = DEFAULT_RETRIES,
@@ -250,6 +274,8 @@ class RedisJobDefManager:
         self.max_blob_size = max_blob_size
         self.retention = Retention(keep_finished, keep_finished_days, event_max_age_days)
         self.max_unzipped = max_unzipped
+        self.max_unzip_ratio = max_unzip_ratio
+        self.max_meta_bytes = max_meta_bytes
         self._actor = actor
         self._socket_timeout = socket_timeout
         self._connect_timeout = socket_connect_timeout
@@ -422,8 +448,8 @@ class RedisJobDefManager:
         priority = check_priority(jid, meta.get("priority", 0))
         status = RunStatus.SUBMITTED.value if op == "create" else check_status(jid, meta.get("status"))
         fields = dict(meta)
-        approvals = _split_approvals(jid, fields)
-        encoded = encode_fields(jid, fields)
+        approvals = _split_approvals(jid, fields, self.max_meta_bytes)
+        encoded = encode_fields(jid, fields, max_bytes=self.max_meta_bytes)
         manifest, writer = self.blobs.stage(jid, "data", content)
         k = self.keys
         try:
@@ -453,9 +479,12 @@ class RedisJobDefManager:
                     *encoded,
                 ],
             )
-        except BaseException:
-            self.blobs.abort(writer)
+        except redis.exceptions.ResponseError:
+            self.blobs.abort(writer)  # refused by the server (out of memory, ...): the script never ran
             raise
+        # Any other failure (a lost connection, a timeout, an interrupt) leaves it unknown whether
+        # the script ran: the upload stays registered, and gc() frees its chunks once the grace
+        # period is over, unless the job now references them.
         if code < 0:
             self.blobs.abort(writer)
         raise_for_code(code, jid, rest)
@@ -605,7 +634,13 @@ class RedisJobDefManager:
         self, run_status: str | RunStatus | Sequence[str | RunStatus], fl_ctx: FlCtx = None
     ) -> list[Job]:
         """Jobs in one status or any of a list of statuses, in submit order."""
-        wanted = [run_status] if isinstance(run_status, str) else list(run_status)
+        if isinstance(run_status, str):
+            wanted: list[Any] = [run_status]
+        else:
+            try:
+                wanted = list(run_status)
+            except TypeError:
+                raise InvalidStatus(None, run_status) from None
         ids: set[str] = set()
         for status in wanted:
             key = self.keys.status(check_status(None, status))
@@ -618,11 +653,12 @@ class RedisJobDefManager:
     @_guarded
     def get_jobs_waiting_for_review(self, reviewer_name: str, fl_ctx: FlCtx = None) -> list[Job]:
         """Jobs (of any status, as NVFlare) that ``reviewer_name`` has not approved or rejected."""
+        field = approval_field(None, reviewer_name)
         out: list[Job] = []
         for batch in self._ids_in_batches(self.iter_job_ids()):
             pipe = self.client.pipeline(transaction=False)
             for jid in batch:
-                pipe.hexists(self.keys.job(jid), APPROVAL_FIELD + reviewer_name)
+                pipe.hexists(self.keys.job(jid), field)
             reviewed = pipe.execute()
             out += self._fetch([jid for jid, done in zip(batch, reviewed, strict=True) if not done])
         return out
@@ -682,14 +718,15 @@ class RedisJobDefManager:
     ) -> bool:
         expected_value = check_status(jid, expected) if expected is not None else ""
         priority = str(check_priority(jid, fields["priority"])) if "priority" in fields else ""
-        approvals = _split_approvals(jid, fields)
-        encoded = encode_fields(jid, fields)
+        approvals = _split_approvals(jid, fields, self.max_meta_bytes)
+        encoded = encode_fields(jid, fields, max_bytes=self.max_meta_bytes)
         now = _now()
         start_time = _utc_iso(now)
         k = self.keys
-        # A compare-and-set or an owner's call would be refused if repeated after it ran (the
-        # status moved): it keeps a request record. Plain updates are idempotent without one.
-        recorded = bool(expected_value or owner)
+        # A call that moves the status keeps a request record: repeated after it ran, a
+        # compare-and-set or an owner's call would be refused, and any would report "no change".
+        # Plain meta updates are idempotent without one.
+        recorded = bool(status or expected_value or owner)
         code, *rest = self._s.update(
             keys=[
                 k.job(jid),
@@ -745,7 +782,7 @@ class RedisJobDefManager:
         if not isinstance(reviewer_name, str) or not reviewer_name:
             raise InvalidMeta(jid, f"reviewer_name must be a non-empty str, got {reviewer_name!r}")
         k = self.keys
-        field, value = approval_pairs(jid, {reviewer_name: [approved, note]})
+        field, value = approval_pairs(jid, {reviewer_name: [approved, note]}, max_bytes=self.max_meta_bytes)
         code, *rest = self._s.approve(
             keys=[k.job(jid), k.events],
             args=[
@@ -949,8 +986,8 @@ class RedisJobDefManager:
             if not self.blobs.download(jid, "data", archive):
                 raise BlobNotFound(jid, "data")
             try:
-                with zipfile.ZipFile(archive) as zf:
-                    safe_extract(zf, root, self.max_unzipped)
+                with open_zip(archive) as zf:
+                    safe_extract(zf, root, self.max_unzipped, max_ratio=self.max_unzip_ratio)
             except UnsafeArchive as e:
                 raise ValueError(f"job {jid!r}: unsafe content: {e}") from None
             except zipfile.BadZipFile as e:
@@ -985,9 +1022,10 @@ class RedisJobDefManager:
                 keys=[self.keys.job(jid), self.keys.blobs(jid), self.keys.uploads, self.keys.inline(jid)],
                 args=[component, dumps(manifest), *writer.commit_args()],
             )
-        except BaseException:
-            self.blobs.abort(writer)
+        except redis.exceptions.ResponseError:
+            self.blobs.abort(writer)  # refused by the server: the commit never ran
             raise
+        # (Other failures leave the commit's fate unknown: see _store_new.)
         if code < 0:
             self.blobs.abort(writer)
         raise_for_code(code, jid, [])
@@ -1007,6 +1045,8 @@ class RedisJobDefManager:
     ) -> str:
         """Store a client's data (``data_type`` is ERRORLOG or ``LOG_<file>``) as ``<data_type>_<client>``."""
         check_job_id(jid)
+        if not isinstance(client_name, str) or not isinstance(data_type, str):
+            raise InvalidComponent(jid, (data_type, client_name), "client_name and data_type must be str")
         component = check_component(jid, f"{data_type}_{client_name}")
         return self._put_component(jid, component, data)
 
@@ -1016,6 +1056,8 @@ class RedisJobDefManager:
     ) -> bytes | None:
         """A client's data, or None when the job, the component or a valid name is missing."""
         check_job_id(jid)
+        if not isinstance(client_name, str) or not isinstance(data_type, str):
+            return None
         component = f"{data_type}_{client_name}"
         if not is_valid_component(component):
             return None
@@ -1066,6 +1108,8 @@ class RedisJobDefManager:
             not isinstance(download_file, str)
             or os.path.basename(download_file) != download_file
             or download_file in ("", ".", "..")
+            or "\x00" in download_file
+            or not _encodable_path(download_file)
         ):
             raise InvalidComponent(jid, download_file, "download_file must be a plain file name")
         if not self.client.exists(self.keys.job(jid)):
@@ -1163,7 +1207,7 @@ class RedisJobDefManager:
         job_id = str(record.get("job_id") or "")
         code, *_ = self._s.save_record(
             keys=[self.keys.record(suffix), self.keys.record_index(_records.canonical_json_hash(job_id))],
-            args=[mode, suffix, *encode_fields(job_id, record)],
+            args=[mode, suffix, *encode_fields(job_id, record, max_bytes=self.max_meta_bytes)],
         )
         return int(code)
 
@@ -1296,7 +1340,15 @@ def _registration_then(writer: ChunkWriter, status: str, op: str) -> list[bytes 
     return [registration, status, op, flag, inline]
 
 
-def _split_approvals(jid: str, fields: dict[str, Any]) -> list[bytes | str]:
+def _encodable_path(name: str) -> bool:
+    try:
+        os.fsencode(name)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _split_approvals(jid: str, fields: dict[str, Any], max_bytes: int) -> list[bytes | str]:
     """Take ``approvals`` out of meta fields as one field per reviewer (merged, never replaced
     whole), leaving an empty-dict marker so that a job given ``approvals: {}`` reads back with it."""
     if "approvals" not in fields:
@@ -1305,7 +1357,7 @@ def _split_approvals(jid: str, fields: dict[str, Any]) -> list[bytes | str]:
     if not isinstance(approvals, dict):
         raise InvalidMeta(jid, f"approvals must be a dict of reviewer -> [approved, note], got {approvals!r}")
     fields["approvals"] = {}
-    return approval_pairs(jid, approvals)
+    return approval_pairs(jid, approvals, max_bytes=max_bytes)
 
 
 def _consume(path: str | os.PathLike[str]) -> None:

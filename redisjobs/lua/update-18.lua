@@ -1,9 +1,9 @@
 --[[
   Update a job's meta and, when asked, its status: the transition is checked against the status
   table (and the owner, for a claimed job) and applied with its index moves, times, lease and
-  event in one step. Safe to run twice: the same status again is a no-op, field writes are plain
-  overwrites, and a compare-and-set or an owner's call (whose repeat would be refused, the status
-  having moved) is answered from its request record.
+  event in one step. Safe to run twice: field writes are plain overwrites, and a call that asks for
+  a status is answered from its request record when repeated (a compare-and-set or an owner's call
+  would otherwise be refused, the status having moved, and any would report "no change").
 
   Input:
     KEYS[1]  job hash             job:<jid>
@@ -36,7 +36,7 @@
     ARGV[9]  new priority, or "" when unchanged
     ARGV[10] owner asserted by the caller, or "": a claimed job starts (RUNNING) or goes back to
              the queue only by its owner's hand
-    ARGV[11] "1": keep a request record (the call is a compare-and-set or an owner's), else ""
+    ARGV[11] "1": keep a request record (the call asks for a status), else ""
     ARGV[12 ..] job hash field, value pairs: meta (orjson values) and approvals
              ("\0approval:" .. reviewer -> orjson [approved, note])
 
