@@ -19,6 +19,7 @@ the exception subclasses it too, so ``except LookupError`` or ``except ValueErro
     ├── BlobCorrupt                        stored bytes do not match their manifest (size or sha256)
     ├── BlobTooLarge       (ValueError)    a blob above the manager's max_blob_size: nothing stored
     ├── StoreUnavailable   (redis ConnectionError)  Redis did not answer, after the retries
+    │   └── NotReplicated                  too few replicas confirmed a write in time (wait_replicas)
     └── StoreFull                          Redis is out of memory (maxmemory, noeviction): nothing written
 
 Scripts report failures as small negative integers; ``raise_for_code`` is the one place that
@@ -160,6 +161,21 @@ class StoreUnavailable(RedisJobsError, redis.exceptions.ConnectionError):
             f"{_about(op, jid)} failed: Redis at {where} is unavailable ({cause}); nothing is half-written: "
             "retry once it is back"
         )
+
+
+class NotReplicated(StoreUnavailable):
+    """The master applied a write, but fewer replicas than ``wait_replicas`` confirmed it in time:
+    a failover now could lose it. Repeating the call is safe."""
+
+    def __init__(self, op: str, jid: object, where: str, acked: int, wanted: int, timeout: float) -> None:
+        self.acked, self.wanted = acked, wanted
+        RedisJobsError.__init__(
+            self,
+            f"{_about(op, jid)}: Redis at {where} applied it, but only {acked} of {wanted} replicas "
+            f"confirmed it within {timeout:g} s: it may be lost if the master fails now; check the "
+            "replicas, then repeat the call (safe)",
+        )
+        self.op, self.jid, self.where = op, jid, where
 
 
 class StoreFull(RedisJobsError):

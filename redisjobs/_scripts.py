@@ -14,6 +14,7 @@ import re
 from importlib import resources
 from typing import Any
 
+import redis
 from redis.commands.core import Script
 
 from ._connection import is_cluster
@@ -56,10 +57,54 @@ def source(file_name: str) -> str:
     return text
 
 
-class Scripts:
-    """The scripts registered on one client, as attributes named after the files."""
+#: Scripts that only read: they never wait for replicas.
+READ_ONLY = frozenset({"getJobs", "dueLeases"})
 
-    def __init__(self, client: Any) -> None:
+
+class ReplicaTimeout(redis.exceptions.ConnectionError):
+    """A write the master applied that fewer replicas than asked confirmed in time."""
+
+    def __init__(self, acked: int, wanted: int, timeout_ms: int) -> None:
+        self.acked, self.wanted, self.timeout_ms = acked, wanted, timeout_ms
+        super().__init__(f"{acked} of {wanted} replicas confirmed the write within {timeout_ms} ms")
+
+
+class Replicated:
+    """A writing script followed by ``WAIT replicas timeout`` on the same connection (one pipeline,
+    one round trip): the call returns once ``replicas`` replicas hold the write, else raises
+    ``ReplicaTimeout``. WAIT covers every write the master applied before this one, whatever
+    connection sent it: replication is one ordered stream."""
+
+    def __init__(self, client: Any, script: Script, replicas: int, timeout_ms: int) -> None:
+        self._client, self._script = client, script
+        self.replicas, self.timeout_ms = replicas, timeout_ms
+
+    def __call__(self, keys: list[Any], args: list[Any]) -> Any:
+        for attempt in range(2):
+            pipe = self._client.pipeline(transaction=False)
+            pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+            pipe.wait(self.replicas, self.timeout_ms)
+            try:
+                result, acked = pipe.execute()
+            except redis.exceptions.NoScriptError:
+                if attempt:
+                    raise
+                self._client.script_load(self._script.script)  # flushed, or a promoted replica
+                continue
+            if int(acked) < self.replicas:
+                raise ReplicaTimeout(int(acked), self.replicas, self.timeout_ms)
+            return result
+        raise AssertionError("unreachable")
+
+
+class Scripts:
+    """The scripts registered on one client, as attributes named after the files.
+
+    With ``replicas`` > 0, every writing script waits (``WAIT``) for that many replicas to confirm
+    it, up to ``timeout_ms``.
+    """
+
+    def __init__(self, client: Any, replicas: int = 0, timeout_ms: int = 1000) -> None:
         self.by_name: dict[str, Script] = {}
         for file_name in script_files():
             name = file_name.rsplit("-", 1)[0]
@@ -74,15 +119,20 @@ class Scripts:
             for script in self.by_name.values():
                 pipe.script_load(script.script)
             pipe.execute()
-        self.create = self.by_name["create"]
-        self.update = self.by_name["update"]
-        self.approve = self.by_name["approve"]
-        self.delete = self.by_name["delete"]
-        self.commit_blob = self.by_name["commitBlob"]
-        self.save_record = self.by_name["saveRecord"]
-        self.mark_record_deleted = self.by_name["markRecordDeleted"]
-        self.claim = self.by_name["claim"]
-        self.renew = self.by_name["renew"]
-        self.settle = self.by_name["settle"]
-        self.get_jobs = self.by_name["getJobs"]
-        self.due_leases = self.by_name["dueLeases"]
+        run: dict[str, Any] = dict(self.by_name)
+        if replicas > 0:
+            for name, script in self.by_name.items():
+                if name not in READ_ONLY:
+                    run[name] = Replicated(client, script, replicas, timeout_ms)
+        self.create = run["create"]
+        self.update = run["update"]
+        self.approve = run["approve"]
+        self.delete = run["delete"]
+        self.commit_blob = run["commitBlob"]
+        self.save_record = run["saveRecord"]
+        self.mark_record_deleted = run["markRecordDeleted"]
+        self.claim = run["claim"]
+        self.renew = run["renew"]
+        self.settle = run["settle"]
+        self.get_jobs = run["getJobs"]
+        self.due_leases = run["dueLeases"]

@@ -65,7 +65,14 @@ from ._codec import (
     is_valid_component,
     pairs_to_dict,
 )
-from ._connection import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP, DEFAULT_RETRIES, make_client, make_retry
+from ._connection import (
+    DEFAULT_BACKOFF_BASE,
+    DEFAULT_BACKOFF_CAP,
+    DEFAULT_RETRIES,
+    is_cluster,
+    make_client,
+    make_retry,
+)
 from ._errors import (
     E_EXISTS,
     E_NOT_FOUND,
@@ -75,6 +82,7 @@ from ._errors import (
     InvalidStatus,
     InvalidTransition,
     JobNotFound,
+    NotReplicated,
     RecordNotFound,
     StoreFull,
     StoreUnavailable,
@@ -83,7 +91,7 @@ from ._errors import (
 from ._events import Event, Settled
 from ._keys import Keys
 from ._lifecycle import FINISHED, STATUSES
-from ._scripts import Scripts
+from ._scripts import ReplicaTimeout, Scripts
 from ._types import Job, RunStatus, SubmitRecordState
 
 log = logging.getLogger("redisjobs")
@@ -135,6 +143,8 @@ def _guarded(fn: Callable[P, T]) -> Callable[P, T]:
             jid = first.get("job_id")
         if isinstance(error, StoreUnavailable | StoreFull):
             return None
+        if isinstance(error, ReplicaTimeout):
+            return NotReplicated(op, jid, self.where, error.acked, error.wanted, error.timeout_ms / 1000)
         if isinstance(error, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
             return StoreUnavailable(op, jid, self.where, error)
         if _is_out_of_memory(error):
@@ -228,6 +238,9 @@ class RedisJobDefManager:
             up to ``min(backoff_cap, backoff_base * 2**failure)`` seconds before each. Every
             operation is safe to repeat. ``retry`` (a redis-py ``Retry``) replaces the three.
         max_blob_size: bytes; a larger component raises ``BlobTooLarge`` and stores nothing.
+        wait_replicas, wait_timeout: durability: every write returns only once this many replicas
+            confirm it (``WAIT``), up to ``wait_timeout`` seconds, else raises ``NotReplicated``
+            (the master has it; a failover now may lose it). 0, the default, does not wait.
         keep_finished: retention: ``gc`` deletes finished jobs beyond the newest this many.
         keep_finished_days: retention: ``gc`` deletes finished jobs submitted more than this many
             days ago.
@@ -259,6 +272,8 @@ class RedisJobDefManager:
         backoff_cap: float = DEFAULT_BACKOFF_CAP,
         retry: Retry | None = None,
         max_blob_size: int = DEFAULT_MAX_BLOB_SIZE,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
         keep_finished: int | None = None,
         keep_finished_days: float | None = None,
         event_max_age_days: float | None = None,
@@ -272,6 +287,16 @@ class RedisJobDefManager:
         self.event_maxlen = event_maxlen
         self.batch_size = max(1, batch_size)
         self.max_blob_size = max_blob_size
+        if wait_replicas < 0 or wait_timeout <= 0:
+            raise ValueError(
+                f"wait_replicas must be >= 0 and wait_timeout > 0, got {wait_replicas}, {wait_timeout}"
+            )
+        if wait_replicas and wait_timeout >= socket_timeout:
+            raise ValueError(
+                f"wait_timeout ({wait_timeout} s) must be below socket_timeout ({socket_timeout} s): the "
+                "client would give up on a WAIT the server is still serving"
+            )
+        self.wait_replicas, self.wait_timeout = wait_replicas, wait_timeout
         self.retention = Retention(keep_finished, keep_finished_days, event_max_age_days)
         self.max_unzipped = max_unzipped
         self.max_unzip_ratio = max_unzip_ratio
@@ -311,7 +336,7 @@ class RedisJobDefManager:
                 self.max_blob_size,
             )
             self._warn_on_eviction()
-            self._scripts = Scripts(self._client)
+            self._scripts = Scripts(self._client, self.wait_replicas, int(self.wait_timeout * 1000))
 
     def _warn_on_eviction(self) -> None:
         try:
@@ -353,10 +378,18 @@ class RedisJobDefManager:
     @property
     def where(self) -> str:
         """The server, as errors name it: ``host:port``, a socket path, or the client's class."""
+        if is_cluster(self._client):
+            nodes = self._client.get_nodes()
+            return (
+                "cluster " + ",".join(sorted(n.name for n in nodes)[:3]) + (",..." if len(nodes) > 3 else "")
+            )
         try:
-            kwargs = self._client.connection_pool.connection_kwargs
+            pool = self._client.connection_pool
+            kwargs = pool.connection_kwargs
         except AttributeError:
             return type(self._client).__name__
+        if hasattr(pool, "service_name"):  # a Sentinel-managed pool
+            return f"the master {pool.service_name!r} named by Sentinel"
         if "path" in kwargs:
             return str(kwargs["path"])
         return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"

@@ -159,6 +159,133 @@ class LocalCluster:
             node.stop()
 
 
+class LocalSentinel:
+    """A master, ``replicas`` replicas and ``sentinels`` Sentinels on loopback, for tests and trials:
+    the Sentinel URL is ``url``. ``kill_master()`` and ``restart(node)`` stage a failover."""
+
+    MASTER = "redisjobs"
+
+    def __init__(self, binary: str, replicas: int = 1, sentinels: int = 3, down_after_ms: int = 1000) -> None:
+        self.binary = binary
+        self.sentinels: list[subprocess.Popen[bytes]] = []
+        self.sentinel_ports: list[int] = []
+        self.dir = tempfile.mkdtemp(prefix="redisjobs-sentinel-")
+        self.master = RedisServer(binary)
+        self.replicas: list[RedisServer] = []
+        try:
+            for _ in range(replicas):
+                self.replicas.append(RedisServer(binary, "--replicaof", "127.0.0.1", str(self.master.port)))
+            for i in range(sentinels):
+                port = free_port()
+                conf = os.path.join(self.dir, f"sentinel-{i}.conf")
+                with open(conf, "w") as f:
+                    f.write(
+                        f"port {port}\nbind 127.0.0.1\ndir {self.dir}\n"
+                        f"sentinel monitor {self.MASTER} 127.0.0.1 {self.master.port} {sentinels // 2 + 1}\n"
+                        f"sentinel down-after-milliseconds {self.MASTER} {down_after_ms}\n"
+                        f"sentinel failover-timeout {self.MASTER} 10000\n"
+                        f"sentinel parallel-syncs {self.MASTER} 1\n"
+                    )
+                self.sentinels.append(
+                    subprocess.Popen(
+                        [binary, conf, "--sentinel"],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        start_new_session=True,
+                    )
+                )
+                self.sentinel_ports.append(port)
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports)
+        self.url = f"redis+sentinel://{hosts}/{self.MASTER}"
+
+    def master_port(self) -> int:
+        """The port of the master as the Sentinels name it now."""
+        with redis.Redis(port=self.sentinel_ports[0], socket_timeout=2) as s:
+            _host, port = s.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.MASTER)
+            return int(port)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until every Sentinel knows the master and every replica, and replicas are in sync."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if all(self._sees_everything(port) for port in self.sentinel_ports) and self._in_sync():
+                    return
+            except redis.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"the Sentinel group did not come up within {timeout} s")
+
+    def _in_sync(self) -> bool:
+        master = self.master_port()
+        for node in [self.master, *self.replicas]:
+            if node.port != master and node.proc.poll() is None:
+                with redis.Redis(port=node.port, socket_timeout=2) as r:
+                    if r.info("replication").get("master_link_status") != "up":
+                        return False
+        return True
+
+    def _sees_everything(self, port: int) -> bool:
+        with redis.Redis(port=port, socket_timeout=2, decode_responses=True) as s:
+            master = s.execute_command("SENTINEL", "MASTER", self.MASTER)
+            if isinstance(master, list):
+                master = dict(zip(master[::2], master[1::2], strict=False))
+            replicas = s.execute_command("SENTINEL", "REPLICAS", self.MASTER)
+            others = s.execute_command("SENTINEL", "SENTINELS", self.MASTER)
+        up = [r for r in replicas if "s_down" not in str(r) and "disconnected" not in str(r)]
+        return (
+            "s_down" not in str(master.get("flags"))
+            and len(up) >= len(self.replicas)
+            and len(others) >= len(self.sentinels) - 1
+        )
+
+    def kill_master(self) -> RedisServer:
+        """SIGKILL the current master; return its server (to ``restart`` it later)."""
+        port = self.master_port()
+        node = next(n for n in [self.master, *self.replicas] if n.port == port)
+        node.proc.kill()
+        node.proc.wait(timeout=10)
+        return node
+
+    def wait_failover(self, old_port: int, timeout: float = 30.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                port = self.master_port()
+                if port != old_port:
+                    return port
+            except redis.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"no failover within {timeout} s")
+
+    def restart(self, node: RedisServer) -> None:
+        """Start a killed node again on its port; the Sentinels make it a replica of the master."""
+        args = [self.binary, "--port", str(node.port), "--bind", "127.0.0.1", "--dir", node.dir, "--save", "",
+                "--appendonly", "no", "--replicaof", "127.0.0.1", str(self.master_port())]  # fmt: skip
+        node.proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        node.wait_ready()
+
+    def stop(self) -> None:
+        for proc in self.sentinels:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+        for node in [self.master, *self.replicas]:
+            node.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class _FakeServer:
     """fakeredis's TCP server on a free loopback port, in a background thread."""
 
