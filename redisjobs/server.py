@@ -43,7 +43,10 @@ def find_redis_server() -> str | None:
 class RedisServer:
     """A ``redis-server`` process of our own on 127.0.0.1, stopped by its PID."""
 
-    def __init__(self, binary: str, *extra: str, port: int | None = None) -> None:
+    def __init__(
+        self, binary: str, *extra: str, port: int | None = None, password: str | None = None
+    ) -> None:
+        self.password = password
         self.dir = tempfile.mkdtemp(prefix="redisjobs-redis-")
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
@@ -61,7 +64,7 @@ class RedisServer:
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
-        with redis.Redis(port=self.port, socket_connect_timeout=0.5) as client:
+        with redis.Redis(port=self.port, socket_connect_timeout=0.5, password=self.password) as client:
             while time.monotonic() < deadline:
                 try:
                     client.ping()
