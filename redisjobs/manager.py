@@ -60,6 +60,7 @@ from ._codec import (
     check_priority,
     check_status,
     decode_flat_meta,
+    decode_metas,
     dumps,
     encode_fields,
     is_valid_component,
@@ -579,7 +580,7 @@ class RedisJobDefManager:
         for start in range(0, len(ids), self.batch_size):
             keys = [prefix + jid.encode() for jid in ids[start : start + self.batch_size]]
             replies = self._s.get_jobs(keys=keys, args=[0])
-            out += [self._job_from_meta(decode_flat_meta(fields)) for fields in replies if fields]
+            out += [self._job_from_meta(meta) for meta in decode_metas(replies)]
         return out
 
     @_guarded

@@ -1499,3 +1499,19 @@ def test_fl_ctx_is_accepted_positionally(store: RedisJobDefManager, tmp_path: Pa
     assert meta_of(store, jid)["x"] == 1 and meta_of(store, jid)["y"] == 2
     store.delete(clone["job_id"], ctx)
     assert store.get_job(clone["job_id"]) is None
+
+
+def test_many_jobs_decode_as_each_alone(store: RedisJobDefManager) -> None:
+    """Listings decode a batch of jobs in one go: each comes out as a single read gives it."""
+    from redisjobs._codec import decode_flat_meta, decode_metas
+
+    ids = [store.create({"name": f"n{i}", "approvals": {}}, b"x")["job_id"]
+           for i in range(4)]  # fmt: skip
+    store.set_approval(ids[2], "alice", True, "ok")
+    store.update_meta(ids[3], {"nested": {"a": [1, 2.5, None]}, "ünïcode key": "✓"})
+    replies = store._s.get_jobs(keys=[store.keys.job(j) for j in [*ids, "missing"]], args=[0])
+    assert decode_metas(replies) == [decode_flat_meta(r) for r in replies if r]
+    assert [j.meta for j in store.get_all_jobs()] == [store.get_meta(j) for j in ids]
+    assert store.get_meta(ids[1])["approvals"] == {} and store.get_meta(ids[2])["approvals"] == {
+        "alice": [True, "ok"]
+    }
