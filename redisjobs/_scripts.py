@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+import time
 from importlib import resources
 from typing import Any
 
@@ -79,22 +80,38 @@ class Replicated:
         self._client, self._script = client, script
         self.replicas, self.timeout_ms = replicas, timeout_ms
 
+    #: Attempts when the server turns out to be a replica (a failover under way), and the pause
+    #: between them: the Sentinels name the new master within a few seconds.
+    REPLICA_ATTEMPTS, REPLICA_PAUSE = 20, 0.25
+
     def __call__(self, keys: list[Any], args: list[Any]) -> Any:
-        for attempt in range(2):
+        load = False
+        for _ in range(self.REPLICA_ATTEMPTS):
             pipe = self._client.pipeline(transaction=False)
+            if load:  # on this very connection: during a failover the next one may reach another node
+                pipe.script_load(self._script.script)
             pipe.evalsha(self._script.sha, len(keys), *keys, *args)
             pipe.wait(self.replicas, self.timeout_ms)
             try:
-                result, acked = pipe.execute()
-            except redis.exceptions.NoScriptError:
-                if attempt:
+                *_, result, acked = pipe.execute()
+            except redis.exceptions.NoScriptError:  # flushed, or a promoted replica
+                load = True
+                continue
+            except redis.exceptions.ResponseError as e:
+                # A replica answered (READONLY, or "WAIT cannot be used with replica instances"):
+                # a failover is under way. Reconnect, so that the pool asks for the master again.
+                if "replica" not in str(e).lower():
                     raise
-                self._client.script_load(self._script.script)  # flushed, or a promoted replica
+                self._client.connection_pool.disconnect()
+                time.sleep(self.REPLICA_PAUSE)
                 continue
             if int(acked) < self.replicas:
                 raise ReplicaTimeout(int(acked), self.replicas, self.timeout_ms)
             return result
-        raise AssertionError("unreachable")
+        raise redis.exceptions.ConnectionError(
+            f"the server stayed a replica for {self.REPLICA_ATTEMPTS * self.REPLICA_PAUSE:g} s: "
+            "no master to write to"
+        )
 
 
 class Scripts:

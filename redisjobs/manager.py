@@ -1224,7 +1224,7 @@ class RedisJobDefManager:
         if policy.event_max_age_days is None:
             return 0
         cutoff_ms = int((time.time() - policy.event_max_age_days * 86_400) * 1000)
-        return int(self.client.xtrim(self.keys.events, minid=f"{max(cutoff_ms, 0)}-0"))
+        return int(self.client.xtrim(self.keys.events, minid=f"{max(cutoff_ms, 0)}-0", approximate=False))
 
     # -- submit-token records --------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ def test_all_names_exist_and_are_public() -> None:
         assert hasattr(redisjobs, name), name
     # (pytest's assertion rewriting adds "@py_builtins" and such to modules it rewrites)
     public = {n for n in dir(redisjobs) if not n.startswith(("_", "@"))}
-    modules = {"manager", "server", "testing", "nvflare", "cli", "kit", "migrate"}
+    modules = {"manager", "server", "testing", "nvflare", "cli", "kit", "migrate", "acl"}
     assert public - set(redisjobs.__all__) <= modules, public - set(redisjobs.__all__)
 
 
