@@ -17,8 +17,20 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import redis
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """Terminate a child we started, by its PID; kill it if it lingers (bounded waits)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 def free_port() -> int:
@@ -76,13 +88,7 @@ class RedisServer:
         raise RuntimeError(f"redis-server on port {self.port} did not answer within {timeout} s")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -277,13 +283,7 @@ class LocalSentinel:
 
     def stop(self) -> None:
         for proc in self.sentinels:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
+            stop_process(proc)
         for node in [self.master, *self.replicas]:
             node.stop()
         shutil.rmtree(self.dir, ignore_errors=True)

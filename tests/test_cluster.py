@@ -7,7 +7,6 @@ also run against the cluster: they are marked ``cluster``.)
 
 from __future__ import annotations
 
-import inspect
 import io
 import os
 import time
@@ -18,35 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _recorder import Recorder, public_methods
 from redis.cluster import RedisCluster
 
 from redisjobs import RedisJobDefManager, Retention, RunStatus
 
 pytestmark = pytest.mark.real
-
-#: Not store operations: connection plumbing and context-manager support.
-NOT_OPERATIONS = {"close"}
-
-
-def public_methods() -> set[str]:
-    return {
-        name
-        for name, value in inspect.getmembers(RedisJobDefManager)
-        if not name.startswith("_") and callable(value) and name not in NOT_OPERATIONS
-    }
-
-
-class Recorder:
-    """Forwards to a manager and records which of its methods were called."""
-
-    def __init__(self, m: RedisJobDefManager) -> None:
-        self.m, self.called = m, set[str]()
-
-    def __getattr__(self, name: str) -> Any:
-        value = getattr(self.m, name)
-        if callable(value):
-            self.called.add(name)
-        return value
 
 
 @pytest.fixture

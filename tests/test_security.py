@@ -14,7 +14,6 @@ also checked against the sources: exactly the commands redisjobs sends.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import io
 import json
 import os
@@ -33,13 +32,14 @@ from typing import Any
 
 import pytest
 import redis
+from _recorder import Recorder, public_methods
 from click.testing import CliRunner
 
 import redisjobs
 from redisjobs import RedisJobDefManager, Retention, RunStatus, StoreUnavailable
 from redisjobs.acl import COMMANDS, PLACEHOLDER_PASSWORD, acl_rules, acl_setuser_command, key_patterns, main
 from redisjobs.cli import main as cli_main
-from redisjobs.server import RedisServer, find_redis_server, free_port
+from redisjobs.server import RedisServer, find_redis_server, free_port, stop_process
 
 PACKAGE = Path(redisjobs.__file__).parent
 #: How long a private server may take to answer its first ping.
@@ -148,12 +148,7 @@ def tls_redis(certs: Certs, folder: Path, *, auth_clients: bool) -> Iterator[Tls
                     time.sleep(0.05)
         yield TlsServer(port)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
 
 
 def _namespace() -> str:
@@ -387,31 +382,6 @@ def _denials(admin: redis.Redis, user: str) -> set[tuple[str, str]]:
         for e in entries
         if e[b"username"].decode() == user
     }
-
-
-#: Not store operations: connection plumbing and context-manager support.
-NOT_OPERATIONS = {"close"}
-
-
-def public_methods() -> set[str]:
-    return {
-        name
-        for name, value in inspect.getmembers(RedisJobDefManager)
-        if not name.startswith("_") and callable(value) and name not in NOT_OPERATIONS
-    }
-
-
-class Recorder:
-    """Forwards to a manager and records which of its methods were called."""
-
-    def __init__(self, m: RedisJobDefManager) -> None:
-        self.m, self.called = m, set[str]()
-
-    def __getattr__(self, name: str) -> Any:
-        value = getattr(self.m, name)
-        if callable(value):
-            self.called.add(name)
-        return value
 
 
 def _glob_namespace() -> str:
