@@ -14,7 +14,6 @@ also checked against the sources: exactly the commands redisjobs sends.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import re
@@ -24,19 +23,17 @@ import sys
 import time
 import urllib.parse
 import uuid
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
-from _recorder import Recorder, public_methods
+from _recorder import drive_whole_api
 from click.testing import CliRunner
 
 import redisjobs
-from redisjobs import RedisJobDefManager, Retention, RunStatus, StoreUnavailable
+from redisjobs import RedisJobDefManager, RunStatus, StoreUnavailable
 from redisjobs.acl import COMMANDS, PLACEHOLDER_PASSWORD, acl_rules, acl_setuser_command, key_patterns, main
 from redisjobs.cli import main as cli_main
 from redisjobs.server import RedisServer, find_redis_server, free_port, stop_process
@@ -51,14 +48,6 @@ def _binary() -> str:
     if binary is None:
         pytest.fail("no redis-server: install it (apt-get install redis-server)", pytrace=False)
     return binary
-
-
-def app_zip() -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as z:
-        z.writestr("meta.json", "{}")
-        z.writestr("app/config/config_fed_server.json", '{"format_version": 2}')
-    return out.getvalue()
 
 
 # == TLS ===========================================================================================
@@ -396,78 +385,16 @@ def test_every_public_method_works_as_the_namespace_user(
     ns = _glob_namespace()
     url = new_user(ns)
     m = RedisJobDefManager(url, namespace=ns, chunk_size=1 << 20)
-    r: Any = Recorder(m)
-    try:
-        content = app_zip()
-        meta = r.create({"name": "a", "deploy_map": {"app": ["@ALL"]}}, content)
-        jid = meta["job_id"]
-        big_content = os.urandom(2_500_000)
-        big = r.create({"name": "big"}, big_content)["job_id"]  # three chunks
-        assert r.get_job(jid).job_id == jid and r.get_meta(jid)["name"] == "a"
-        assert r.get_content(meta) == content
-        assert r.get_storage_component(big, "data") == big_content
-        assert zipfile.ZipFile(io.BytesIO(r.get_app(r.get_job(jid), "app"))).namelist()
-        assert list(r.iter_job_ids()) == [jid, big]
-        assert [j.job_id for j in r.page_jobs(limit=1)[0]] == [jid]
-        assert {j.job_id for j in r.page_jobs(RunStatus.SUBMITTED)[0]} == {jid, big}
-        assert {j.job_id for j in r.get_all_jobs()} == {jid, big}
-        assert {j.job_id for j in r.get_jobs_by_status(RunStatus.SUBMITTED)} == {jid, big}
-        assert {j.job_id for j in r.get_jobs_waiting_for_review("alice")} == {jid, big}
-        r.set_approval(jid, "alice", True, "ok")
-        r.update_meta(jid, {"schedule_count": 1})
-        r.refresh_meta(r.get_job(jid), ["schedule_count"])
-        assert r.set_results_uri(jid, "results/x").meta["result_location"] == "results/x"
-        assert [j.job_id for j in r.get_jobs_to_schedule()] == [jid, big]
-        r.save_workspace(jid, os.urandom(2_200_000))
-        r.save_workspace(jid, os.urandom(2_300_000))  # a new version: the old chunks are unlinked
-        r.set_client_data(jid, b"log", "site-1", "LOG_log.txt")
-        assert r.get_client_data(jid, "site-1", "LOG_log.txt") == b"log"
-        assert set(r.list_components(jid)) >= {"data", "meta", "workspace", "LOG_log.txt_site-1"}
-        r.get_storage_for_download(jid, str(tmp_path), "workspace", "ws.zip")
-        assert (tmp_path / jid / "ws.zip").stat().st_size == 2_300_000
-        assert b"".join(r.iter_chunks(big)) == r.open_blob(big).read() == big_content
-        copy = r.clone(jid, {"name": "copy"})["job_id"]
-        assert [j.job_id for j in r.claim("server-1", lease=30)] == [jid]
-        assert r.lease_of(jid)[0] == "server-1" and r.renew(jid, "server-1") > 0
-        r.release(jid, "server-1")
-        assert [j.job_id for j in r.claim("server-2", lease=0.001)] == [jid]
-        time.sleep(0.01)  # the 1 ms lease runs out
-        assert [s.jid for s in r.reap()] == [jid]
-        r.claim("server-3")
-        r.set_status(jid, RunStatus.RUNNING, owner="server-3")
-        assert [s.jid for s in r.recover("server-3")] == [jid]
-        r.set_status(big, RunStatus.FINISHED_COMPLETED)
-        assert {"create", "claim", "approval", "reap", "recover"} <= {e.op for e in r.events(count=1000)}
-        assert next(r.watch(since="0", idle_timeout=2.0)).op == "create"
-        assert list(r.watch(block=0.1, idle_timeout=0.2)) == []  # "$": only new events; none come
-        who = {"name": "a", "org": "o", "role": "r"}
-        record = r.new_submit_record("study", who, "tok", "h", job_id=copy)
-        assert r.create_submit_record(record) is True
-        assert r.update_submit_record(dict(record, state="created"))["state"] == "created"
-        assert r.get_submit_record("study", who, "tok")["state"] == "created"
-        assert r.get_job_by_submit_token("study", who, "tok").job_id == copy
-        assert r.get_job_content_hash(content).startswith("sha256:")
-        r.delete(copy)
-        assert len(r.mark_submit_records_job_deleted(copy, who)) == 1
+
+    def stats() -> None:
         # The command line's stats, INFO's memory section included, as this user.
         stats = CliRunner().invoke(cli_main, ["--url", url, "--namespace", ns, "stats", "--json"])
         assert stats.exit_code == 0, stats.output
         figures = json.loads(stats.stdout)
         assert figures["jobs"] == 2 and figures["queue"] == 0 and figures["used_memory"] > 0
-        # gc: an abandoned upload (a writer that died before committing), then the retention policy.
-        m.blobs.stage(big, "workspace", os.urandom(1_500_000))
-        report = r.gc(grace=0)
-        assert (report.abandoned_uploads, report.chunks_freed) == (1, 2)
-        report = r.gc(grace=0, retention=Retention(keep_finished=0))
-        assert report.jobs_expired == 2  # big (COMPLETED) and jid (ABANDONED by recover)
-        kept = len(r.events(count=1000))
-        time.sleep(0.005)  # every event is now older than "0 days"
-        # (XTRIM MINID ~ drops whole stream nodes: here one node, holding every event)
-        assert r.gc(retention=Retention(event_max_age_days=0)).events_trimmed == kept > 10
-        assert r.events() == []
-        assert r.check_invariants() == []
-        assert r.get_all_jobs() == []
-        assert public_methods() - r.called == set()
+
+    try:
+        drive_whole_api(m, tmp_path, before_gc=stats)
     finally:
         m.close()
     # Nothing was refused but what the module's docstring names (CONFIG GET, at connect).
