@@ -336,6 +336,9 @@ class RedisJobDefManager:
                 self.inline_max,
                 self.max_blob_size,
             )
+            if self.wait_replicas and is_cluster(self._client):
+                # A cluster client sends WAIT to a node of its choosing, not the one that wrote.
+                raise ValueError("wait_replicas is not supported on a Redis Cluster client")
             self._warn_on_eviction()
             self._scripts = Scripts(self._client, self.wait_replicas, int(self.wait_timeout * 1000))
 

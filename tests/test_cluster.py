@@ -58,3 +58,10 @@ def test_a_namespace_keeps_its_scripted_keys_in_one_slot_and_spreads_chunks(
         for key in client.scan_iter(match=m.keys.chunk_pattern(), count=1000)
     }
     assert len(chunk_nodes) >= 2  # 12 jobs' chunks land on more than one primary
+
+
+def test_waiting_for_replicas_is_refused_on_a_cluster(cluster_url: str) -> None:
+    m = RedisJobDefManager(cluster_url, namespace="c-wait", wait_replicas=1)
+    with pytest.raises(ValueError, match="not supported on a Redis Cluster"):
+        m.get_job("x")
+    m.close()
