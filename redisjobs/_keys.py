@@ -54,6 +54,9 @@ class Keys:
         self.claim_keys = (self.queue, self.leases, self.owners, self.events, self.jobs,
                            self._status_set["SUBMITTED"], self._status_set["DISPATCHED"])  # fmt: skip
 
+        #: owner -> the record of its last claim (see claim's script)
+        self.claim_requests = f"{p}claimreq"
+
     def request(self, rid: str) -> str:
         """A request record: a repeated call's answer (see the scripts' "request record")."""
         return f"{self.prefix}req:{rid}"

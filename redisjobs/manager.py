@@ -858,9 +858,9 @@ class RedisJobDefManager:
         claimed: list[Job] = []
         for _attempt in range(4):
             _ok, got, head, _expiry, stale = self._s.claim(
-                keys=[*k.claim_keys, k.request(_request_id()), *(k.job_prefix + jid for jid in candidates)],
+                keys=[*k.claim_keys, k.claim_requests, *(k.job_prefix + jid for jid in candidates)],
                 args=[owner, int(lease * 1000), limit - len(claimed), window, self.actor, self.event_maxlen,
-                      _now(), len(k.job_prefix)],
+                      _now(), len(k.job_prefix), _request_id()],
             )  # fmt: skip
             candidates = self._queue_head = head
             for _jid, fields in got:

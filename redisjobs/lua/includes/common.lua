@@ -43,6 +43,7 @@ end
 -- when its reply was lost to a broken connection or a timeout, though the first run may have
 -- happened. The first run records its outcome under the call's random request id, for a while;
 -- a repeat finds it and answers as the first run did, changing nothing and emitting no event.
-local REQUEST_TTL_MS = 600000
+-- Two minutes: far beyond what redis-py's retries of one call take (timeouts times attempts).
+local REQUEST_TTL_MS = 120000
 local function replayed(key) return redis.call("GET", key) end
 local function remember(key, outcome) redis.call("SET", key, outcome, "PX", REQUEST_TTL_MS) end
