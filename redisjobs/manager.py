@@ -12,6 +12,7 @@ import datetime
 import functools
 import inspect
 import io
+import itertools
 import logging
 import os
 import socket
@@ -561,8 +562,11 @@ class RedisJobDefManager:
     def get_job(self, jid: str, fl_ctx: FlCtx = None) -> Job | None:
         """The job, with a fresh ``meta`` dict, or None if there is no such job."""
         check_job_id(jid)
-        jobs = self._fetch([jid])
-        return jobs[0] if jobs else None
+        # One job: a plain HGETALL, cheaper for the server than the batch script (no Lua tables).
+        fields = self.client.hgetall(self.keys.job(jid))
+        if not fields:
+            return None
+        return self._job_from_meta(decode_flat_meta(list(itertools.chain.from_iterable(fields.items()))))
 
     @_guarded
     def get_meta(self, jid: str) -> dict[str, Any]:
