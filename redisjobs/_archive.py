@@ -8,6 +8,7 @@ file where a folder must go) or are too long; bounds the unpacked size and the c
 
 from __future__ import annotations
 
+import contextlib
 import lzma
 import math
 import os
@@ -16,7 +17,7 @@ import stat
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import IO
 
 #: Default bound on the total uncompressed size of a job zip that get_app unpacks (4 GiB).
@@ -215,22 +216,25 @@ def safe_extract(
                 out.write(block)
 
 
-def _open_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> IO[bytes]:
+@contextlib.contextmanager
+def _corrupt_is_bad_zip(info: zipfile.ZipInfo, what: str) -> Iterator[None]:
+    """Decompression and parse errors of one entry, as ``BadZipFile`` naming it."""
     try:
-        return zf.open(info)
+        yield
     except zipfile.BadZipFile:
         raise
     except _CORRUPT as e:
-        raise zipfile.BadZipFile(f"zip entry {info.filename!r} cannot be opened: {e}") from None
+        raise zipfile.BadZipFile(f"zip entry {info.filename!r} {what}: {e}") from None
+
+
+def _open_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> IO[bytes]:
+    with _corrupt_is_bad_zip(info, "cannot be opened"):
+        return zf.open(info)
 
 
 def _read(src: IO[bytes], info: zipfile.ZipInfo) -> bytes:
-    try:
+    with _corrupt_is_bad_zip(info, "is corrupt"):
         return src.read(_BLOCK)
-    except zipfile.BadZipFile:
-        raise
-    except _CORRUPT as e:
-        raise zipfile.BadZipFile(f"zip entry {info.filename!r} is corrupt: {e}") from None
 
 
 def zip_folder(folder: str, out: IO[bytes]) -> None:

@@ -201,10 +201,8 @@ class Retention:
 
 
 def _is_out_of_memory(error: Exception) -> bool:
-    oom = getattr(redis.exceptions, "OutOfMemoryError", None)
-    if oom is not None and isinstance(error, oom):
-        return True
-    return isinstance(error, redis.exceptions.ResponseError) and "OOM command not allowed" in str(error)
+    # redis-py raises OutOfMemoryError for OOM replies (rewording the message inside pipelines).
+    return isinstance(error, redis.exceptions.OutOfMemoryError)
 
 
 def _request_id() -> str:

@@ -82,8 +82,12 @@ class RedisServer:
         self.dir = tempfile.mkdtemp(prefix="redisjobs-redis-")
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir, "--save", "",
-                "--appendonly", "no", "--maxmemory-policy", "noeviction", *extra]  # fmt: skip
+        # Later options win: ``extra`` may override the defaults (persistence, directory, ...).
+        self.args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir, "--save", "",
+                     "--appendonly", "no", "--maxmemory-policy", "noeviction", *extra]  # fmt: skip
+        self._start(self.args)
+
+    def _start(self, args: list[str]) -> None:
         # Its own session: a Ctrl-C in the terminal reaches the caller, which stops the server last.
         self.proc = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
@@ -93,6 +97,15 @@ class RedisServer:
         except BaseException:
             self.stop()
             raise
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no last write; what survives is what its AOF (if any) holds."""
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def restart(self, *extra: str) -> None:
+        """Start it again after ``kill``: same port, directory and options, then ``extra``."""
+        self._start([*self.args, *extra])
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
@@ -276,8 +289,7 @@ class LocalSentinel:
         """SIGKILL the current master; return its server (to ``restart`` it later)."""
         port = self.master_port()
         node = next(n for n in [self.master, *self.replicas] if n.port == port)
-        node.proc.kill()
-        node.proc.wait(timeout=10)
+        node.kill()
         return node
 
     def wait_failover(self, old_port: int, timeout: float = 30.0) -> int:
@@ -293,13 +305,8 @@ class LocalSentinel:
         raise RuntimeError(f"no failover within {timeout} s")
 
     def restart(self, node: RedisServer) -> None:
-        """Start a killed node again on its port; the Sentinels make it a replica of the master."""
-        args = [self.binary, "--port", str(node.port), "--bind", "127.0.0.1", "--dir", node.dir, "--save", "",
-                "--appendonly", "no", "--replicaof", "127.0.0.1", str(self.master_port())]  # fmt: skip
-        node.proc = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
-        node.wait_ready()
+        """Start a killed node again on its port, as a replica of the current master."""
+        node.restart("--replicaof", "127.0.0.1", str(self.master_port()))
 
     def stop(self) -> None:
         for proc in self.sentinels:

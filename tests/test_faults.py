@@ -291,22 +291,16 @@ def _verify(m: RedisJobDefManager, runs: list[Run]) -> None:
 # -- SIGKILL, AOF, restart -----------------------------------------------------------------------
 
 
-def _kill(server: RedisServer) -> None:
-    server.proc.kill()  # SIGKILL: no shutdown, no last write; only what the AOF has
-    server.proc.wait(timeout=10)
-
-
 def test_acknowledged_writes_survive_a_sigkill_and_the_same_manager_reconnects(tmp_path: Path) -> None:
     binary = _binary()
     data = tmp_path / "data"
     data.mkdir()
     aof = ("--appendonly", "yes", "--appendfsync", "always", "--dir", str(data))
-    servers = [RedisServer(binary, *aof)]
-    port = servers[0].port
-    server = _server_name(servers[0].url)
+    redis_server = RedisServer(binary, *aof)
+    server = _server_name(redis_server.url)
     # Enough retries to ride out a restart (~0.1-0.3 s); the backoff is capped well below the bound.
     m = RedisJobDefManager(
-        servers[0].url, namespace="aof", retries=10, backoff_base=0.02, backoff_cap=0.3,
+        redis_server.url, namespace="aof", retries=10, backoff_base=0.02, backoff_cap=0.3,
         socket_timeout=2.0, socket_connect_timeout=1.0, **CHUNKED,
     )  # fmt: skip
     rng = random.Random(8)
@@ -320,8 +314,8 @@ def test_acknowledged_writes_survive_a_sigkill_and_the_same_manager_reconnects(t
             if cancelled.is_set():
                 return
             time.sleep(rng.uniform(0.0, 0.05))  # lands in the middle of some job's steps
-            _kill(servers[-1])
-            servers.append(RedisServer(binary, *aof, port=port))
+            redis_server.kill()
+            redis_server.restart()
             restarted.set()
         except BaseException as e:
             errors.append(e)
@@ -346,8 +340,8 @@ def test_acknowledged_writes_survive_a_sigkill_and_the_same_manager_reconnects(t
         assert not killer.is_alive() and not errors, errors
         assert restarted.is_set() and after_restart >= 5, "the server was not restarted mid-run"
         # Kill it once more, after the last acknowledgement: everything acknowledged is on disk.
-        _kill(servers[-1])
-        servers.append(RedisServer(binary, *aof, port=port))
+        redis_server.kill()
+        redis_server.restart()
         _verify(m, runs)  # the same manager, reconnecting by itself
         assert sum(r.finished for r in runs) >= 5
         _sound(m)
@@ -356,8 +350,7 @@ def test_acknowledged_writes_survive_a_sigkill_and_the_same_manager_reconnects(t
         going.set()
         killer.join(timeout=15)
         m.close()
-        for s in servers:
-            s.stop()
+        redis_server.stop()
 
 
 # -- cut connections -----------------------------------------------------------------------------

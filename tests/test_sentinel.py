@@ -100,8 +100,7 @@ def test_a_write_no_replica_confirms_is_reported_as_not_replicated(sentinel: Loc
     m = durable_manager(sentinel.url, "lonely")
     jid = m.create({"name": "a"}, b"x")["job_id"]
     for replica in sentinel.replicas:
-        replica.proc.kill()
-        replica.proc.wait(timeout=10)
+        replica.kill()
     with pytest.raises(NotReplicated, match=rf"set_status of job '{jid}'.*0 of 1 replicas") as e:
         m.set_status(jid, RunStatus.FINISHED_ABORTED)
     assert isinstance(e.value, StoreUnavailable)
