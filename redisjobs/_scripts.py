@@ -18,7 +18,7 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
-from ._connection import is_cluster
+from ._connection import Lane, is_cluster
 from ._lifecycle import TIMED_FINISH, lua_status_list, lua_transition_table
 
 _INCLUDE = re.compile(r'^-- @include "([a-z_]+)"$', re.MULTILINE)
@@ -114,6 +114,22 @@ class Replicated:
         )
 
 
+class LaneScript:
+    """A script run over a ``Lane``: EVALSHA, and on NOSCRIPT (a flushed or restarted server) its
+    source loaded and the call sent once more, as redis-py's ``Script`` does."""
+
+    def __init__(self, lane: Lane, script: Script) -> None:
+        self._lane, self._script = lane, script
+        self.sha = script.sha
+
+    def __call__(self, keys: list[Any], args: list[Any]) -> Any:
+        try:
+            return self._lane.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            self._lane.execute("SCRIPT", "LOAD", self._script.script)
+            return self._lane.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+
+
 class Scripts:
     """The scripts registered on one client, as attributes named after the files.
 
@@ -121,7 +137,9 @@ class Scripts:
     it, up to ``timeout_ms``.
     """
 
-    def __init__(self, client: Any, replicas: int = 0, timeout_ms: int = 1000) -> None:
+    def __init__(
+        self, client: Any, replicas: int = 0, timeout_ms: int = 1000, lane: Lane | None = None
+    ) -> None:
         self.by_name: dict[str, Script] = {}
         for file_name in script_files():
             name = file_name.rsplit("-", 1)[0]
@@ -141,6 +159,10 @@ class Scripts:
             for name, script in self.by_name.items():
                 if name not in READ_ONLY:
                     run[name] = Replicated(client, script, replicas, timeout_ms)
+                elif lane is not None:
+                    run[name] = LaneScript(lane, script)
+        elif lane is not None:
+            run = {name: LaneScript(lane, script) for name, script in self.by_name.items()}
         self.create = run["create"]
         self.update = run["update"]
         self.approve = run["approve"]

@@ -71,7 +71,9 @@ from ._connection import (
     DEFAULT_BACKOFF_BASE,
     DEFAULT_BACKOFF_CAP,
     DEFAULT_RETRIES,
+    Lane,
     is_cluster,
+    lane_for,
     make_client,
     make_retry,
 )
@@ -307,6 +309,7 @@ class RedisJobDefManager:
         self._retry = retry if retry is not None else make_retry(retries, backoff_base, backoff_cap)
         self._client = client
         self._scripts: Scripts | None = None
+        self._lane: Lane | None = None
         self._blobs: BlobStore | None = None
         #: The queue's head (ids, as bytes) as the last claim saw it: the next claim's candidates.
         self._queue_head: list[bytes] = []
@@ -339,7 +342,10 @@ class RedisJobDefManager:
                 # A cluster client sends WAIT to a node of its choosing, not the one that wrote.
                 raise ValueError("wait_replicas is not supported on a Redis Cluster client")
             self._warn_on_eviction()
-            self._scripts = Scripts(self._client, self.wait_replicas, int(self.wait_timeout * 1000))
+            self._lane = lane_for(self._client)
+            self._scripts = Scripts(
+                self._client, self.wait_replicas, int(self.wait_timeout * 1000), self._lane
+            )
 
     def _warn_on_eviction(self) -> None:
         try:
@@ -405,6 +411,8 @@ class RedisJobDefManager:
 
     def close(self) -> None:
         """Release the connection pool (a client passed in is closed too)."""
+        if self._lane is not None:
+            self._lane.close()
         if self._client is not None:
             self._client.close()
 
@@ -561,10 +569,17 @@ class RedisJobDefManager:
         """The job, with a fresh ``meta`` dict, or None if there is no such job."""
         check_job_id(jid)
         # One job: a plain HGETALL, cheaper for the server than the batch script (no Lua tables).
-        fields = self.client.hgetall(self.keys.job(jid))
-        if not fields:
+        key = self.keys.job(jid)
+        client = self.client  # connects on first use, making the lane
+        if self._lane is not None:
+            flat = self._lane.execute("HGETALL", key)
+            if isinstance(flat, dict):  # RESP3 answers with a map
+                flat = list(itertools.chain.from_iterable(flat.items()))
+        else:
+            flat = list(itertools.chain.from_iterable(client.hgetall(key).items()))
+        if not flat:
             return None
-        return self._job_from_meta(decode_flat_meta(list(itertools.chain.from_iterable(fields.items()))))
+        return self._job_from_meta(decode_flat_meta(flat))
 
     @_guarded
     def get_meta(self, jid: str) -> dict[str, Any]:

@@ -1,14 +1,19 @@
-"""The client redisjobs builds: its packer and its retry policy."""
+"""The client redisjobs builds: its packer, its retry policy, and the lane of connections that
+single-command calls use."""
 
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
+import redis
+from redis._parsers.encoders import Encoder
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import DataError
 
-from redisjobs import RedisJobDefManager
-from redisjobs._connection import LARGE_ARGUMENT, Packer, make_retry
+from redisjobs import RedisJobDefManager, RunStatus
+from redisjobs._connection import LARGE_ARGUMENT, Lane, Packer, lane_for, make_retry
 
 
 def test_a_large_value_is_handed_to_the_socket_without_a_copy() -> None:
@@ -82,3 +87,84 @@ def test_a_sentinel_url_must_name_its_master() -> None:
     with pytest.raises(ValueError, match="names its master") as e:
         m.client  # noqa: B018 - building the client parses the URL
     assert "secret" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("EVALSHA", "a" * 40, 3, b"k1", "k2", b"k3", "owner", 600_000, 1, 1764366000.123, -7, 0.1),
+        ("HSET", "k", "f", b"\x00" * (LARGE_ARGUMENT - 1)),
+        ("SET", "k", bytearray(b"ab")),  # not bytes: the general path
+        ("SET", "k", memoryview(b"abc")),
+        ("SCRIPT LOAD", "return 1"),  # a two-word command name is split
+        ("CONFIG", "GET", "maxmemory-policy"),
+        ("SET", "k", "é✓"),
+        ("ZADD", "z", 1e20, "m", float("inf"), "n", 2**62, "o"),
+    ],
+)
+def test_the_fast_path_packs_what_redis_pys_own_packer_packs(args: tuple[object, ...]) -> None:
+    from redis.connection import PythonRespSerializer
+
+    reference = PythonRespSerializer(LARGE_ARGUMENT, Encoder("utf-8", "strict", False).encode)
+    assert b"".join(map(bytes, Packer().pack(*args))) == b"".join(map(bytes, reference.pack(*args)))
+
+
+def test_a_bool_is_refused_as_redis_py_refuses_it() -> None:
+    with pytest.raises(DataError):
+        Packer().pack("SET", "k", True)
+
+
+def test_a_lane_is_made_for_plain_clients_only(redis_url: str) -> None:
+    assert isinstance(lane_for(redis.Redis.from_url(redis_url)), Lane)
+    assert lane_for(redis.Redis.from_url(redis_url, single_connection_client=True)) is None
+    assert lane_for(object()) is None
+
+
+def test_threads_share_a_managers_lane(make_store) -> None:  # type: ignore[no-untyped-def]
+    """Eight threads on one manager: every answer is its own call's, and the lane holds no more
+    connections than there were threads."""
+    m: RedisJobDefManager = make_store()
+    jobs = [m.create({"name": f"j{i}"}, f"content {i}".encode())["job_id"] for i in range(8)]
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        jid = jobs[n]
+        try:
+            for i in range(150):
+                m.update_meta(jid, {"counter": i, "thread": n})
+                meta = m.get_job(jid).meta
+                assert (meta["counter"], meta["thread"]) == (i, n)
+                assert m.get_content(meta) == f"content {n}".encode()
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads) and errors == []
+    lane = m._lane
+    if lane is not None:  # a cluster client has none
+        assert 1 <= len(lane._idle) <= 8
+    assert m.check_invariants() == []
+
+
+def test_scripts_flushed_from_the_server_are_loaded_again(make_store) -> None:  # type: ignore[no-untyped-def]
+    m: RedisJobDefManager = make_store()
+    jid = m.create({"name": "a"}, b"x")["job_id"]
+    m.client.script_flush()
+    m.set_status(jid, RunStatus.FINISHED_ABORTED)
+    assert m.get_job(jid).meta["status"] == "FINISHED:ABORTED"
+    assert m.create({"name": "b"}, b"y")["job_id"] != jid
+
+
+@pytest.mark.real
+def test_close_disconnects_the_lane(redis_url: str, namespace: str) -> None:
+    m = RedisJobDefManager(redis_url, namespace=namespace)
+    m.get_job("absent")
+    assert m._lane is not None and len(m._lane._idle) == 1
+    conn = m._lane._idle[0]
+    assert conn._sock is not None
+    m.close()
+    assert conn._sock is None and m._lane._idle == []
