@@ -207,6 +207,20 @@ def _is_out_of_memory(error: Exception) -> bool:
     return isinstance(error, redis.exceptions.OutOfMemoryError)
 
 
+def _gap(candidates: list[bytes], got: list[Any], stale: int, before: int) -> int:
+    """How many candidates other processes had taken before a claim: all of them when the queue's
+    head held none (``stale``), else the position of the first claimed job. Grows at once, and
+    shrinks by one per claim, so one quiet moment does not undo it."""
+    if stale or not got:
+        seen = len(candidates) if stale else 0
+    else:
+        try:
+            seen = candidates.index(got[0][0])
+        except ValueError:
+            seen = len(candidates)
+    return min(500, max(seen, before - 1))
+
+
 def _request_id() -> str:
     """A fresh id for one call's request record (the same for redis-py's repeats of that call)."""
     return os.urandom(9).hex()
@@ -313,6 +327,8 @@ class RedisJobDefManager:
         self._blobs: BlobStore | None = None
         #: The queue's head (ids, as bytes) as the last claim saw it: the next claim's candidates.
         self._queue_head: list[bytes] = []
+        #: How many of the queue's head other processes took between two claims, lately.
+        self._claim_gap = 7
         self._lock = threading.Lock()
         if chunk_size < 1024:
             raise ValueError(f"chunk_size must be at least 1024 bytes, got {chunk_size}")
@@ -869,16 +885,20 @@ class RedisJobDefManager:
             raise ValueError(f"lease must be between 0 and 30 days in seconds, got {lease!r}")
         if not 1 <= limit <= 1000:
             raise ValueError(f"limit must be between 1 and 1000, got {limit!r}")
-        window = min(1000, 2 * limit + 14)
         k = self.keys
+        prefix = k.job_prefix
         candidates = self._queue_head
         claimed: list[Job] = []
         for _attempt in range(4):
+            # Candidates beyond the jobs to take cover the claims of other processes since this
+            # one last looked: as many as it saw taken before, twice over, and a few more.
+            window = min(1000, limit + 2 * self._claim_gap + 2)
             _ok, got, head, _expiry, stale = self._s.claim(
-                keys=[*k.claim_keys, k.claim_requests, *(k.job_prefix + jid for jid in candidates)],
+                keys=[*k.claim_keys, k.claim_requests, *[prefix + jid for jid in candidates]],
                 args=[owner, int(lease * 1000), limit - len(claimed), window, self.actor, self.event_maxlen,
-                      _now(), len(k.job_prefix), _request_id()],
+                      _now(), len(prefix), _request_id()],
             )  # fmt: skip
+            self._claim_gap = _gap(candidates, got, stale, self._claim_gap)
             candidates = self._queue_head = head
             for _jid, fields in got:
                 job = self._job_from_meta(decode_flat_meta(fields))
