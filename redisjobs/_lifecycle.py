@@ -1,8 +1,11 @@
 """The status transition table, in one place.
 
 Python validates against it before a call reaches Redis (to fail fast with a clear error), and the
-Lua scripts get the same table compiled into their source at load time (``lua_transition_table``),
-so the check that counts, the atomic one, uses exactly these rules.
+Lua scripts get the same rules compiled into their source at load time (``lua_transitions``,
+``lua_status_positions``, ``lua_timed``), so the check that counts, the atomic one, uses exactly
+these rules. They reach Lua as constant strings searched with ``string.find``: a string literal
+costs a script nothing per call, where Lua tables would be built again on every call (about 7 us
+of server time for these, measured on Redis 7.0).
 """
 
 from __future__ import annotations
@@ -38,15 +41,18 @@ def allowed(old: str, new: str) -> bool:
     return old == new or new in TRANSITIONS.get(old, frozenset())
 
 
-def lua_transition_table() -> str:
-    """The table as a Lua expression: ``{["OLD"]={["NEW"]=true, ...}, ...}``."""
-    rows = []
-    for old in STATUSES:
-        targets = ",".join(f'["{new}"]=true' for new in sorted(TRANSITIONS[old]))
-        rows.append(f'["{old}"]={{{targets}}}')
-    return "{" + ",".join(rows) + "}"
+def lua_transitions() -> str:
+    """Every allowed move as a Lua string literal: ``"|OLD>NEW|OLD>NEW|...|"``."""
+    pairs = [f"{old}>{new}" for old in STATUSES for new in sorted(TRANSITIONS[old])]
+    return '"|' + "|".join(pairs) + '|"'
 
 
-def lua_status_list() -> str:
-    """The statuses in key order, as a Lua array."""
-    return "{" + ",".join(f'"{s}"' for s in STATUSES) + "}"
+def lua_status_positions() -> str:
+    """Each status with its position in ``STATUSES`` (1-based, as the status-set keys scripts
+    receive), as a Lua string literal: ``"|SUBMITTED=1|APPROVED=2|...|"``."""
+    return '"|' + "|".join(f"{s}={i}" for i, s in enumerate(STATUSES, 1)) + '|"'
+
+
+def lua_timed() -> str:
+    """The finishing statuses that record a duration, as a Lua string literal: ``"|A|B|...|"``."""
+    return '"|' + "|".join(sorted(TIMED_FINISH)) + '|"'

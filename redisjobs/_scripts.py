@@ -2,9 +2,9 @@
 
 Each script is one file, ``<name>-<numkeys>.lua``, opening with a comment block that documents its
 KEYS, ARGV and Output. A line ``-- @include "x"`` pulls in ``lua/includes/x.lua``; placeholders
-``@@STATUSES@@``, ``@@TRANSITIONS@@`` and ``@@TIMED@@`` become Lua tables generated from
-``_lifecycle`` (the one place the status rules live). Sources are read once per process; each
-manager registers them once on its client (redis-py ``Script``: EVALSHA, reloaded on NOSCRIPT).
+``@@STATUS_COUNT@@``, ``@@STATUS_POSITIONS@@``, ``@@TRANSITIONS@@`` and ``@@TIMED@@`` become
+constants generated from ``_lifecycle`` (the one place the status rules live). Sources are read
+once per process; each manager registers them once on its client (EVALSHA, reloaded on NOSCRIPT).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import redis
 from redis.commands.core import Script
 
 from ._connection import Lane, is_cluster
-from ._lifecycle import TIMED_FINISH, lua_status_list, lua_transition_table
+from ._lifecycle import STATUSES, lua_status_positions, lua_timed, lua_transitions
 
 _INCLUDE = re.compile(r'^-- @include "([a-z_]+)"$', re.MULTILINE)
 
@@ -29,11 +29,11 @@ def _read(relative: str) -> str:
 
 
 def _placeholders() -> dict[str, str]:
-    timed = "{" + ",".join(f'["{s}"]=true' for s in sorted(TIMED_FINISH)) + "}"
     return {
-        "@@STATUSES@@": lua_status_list(),
-        "@@TRANSITIONS@@": lua_transition_table(),
-        "@@TIMED@@": timed,
+        "@@STATUS_COUNT@@": str(len(STATUSES)),
+        "@@STATUS_POSITIONS@@": lua_status_positions(),
+        "@@TRANSITIONS@@": lua_transitions(),
+        "@@TIMED@@": lua_timed(),
     }
 
 

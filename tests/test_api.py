@@ -1515,3 +1515,37 @@ def test_many_jobs_decode_as_each_alone(store: RedisJobDefManager) -> None:
     assert store.get_meta(ids[1])["approvals"] == {} and store.get_meta(ids[2])["approvals"] == {
         "alice": [True, "ok"]
     }
+
+
+#: A way to each status from SUBMITTED, for the exhaustive transition check below.
+_PATH_TO = {
+    "SUBMITTED": [],
+    "APPROVED": ["APPROVED"],
+    "DISPATCHED": ["DISPATCHED"],
+    "RUNNING": ["DISPATCHED", "RUNNING"],
+    **{s: ["DISPATCHED", "RUNNING", s] for s in STATUSES if s.startswith("FINISHED:")},
+}
+
+
+def test_every_status_pair_moves_exactly_as_the_python_table_says(store: RedisJobDefManager) -> None:
+    """All 121 (old, new) pairs through the scripts' compiled rules: a move succeeds if and only if
+    ``allowed`` says so, lands in the right status set, and a timed finish writes a duration."""
+    from redisjobs._lifecycle import TIMED_FINISH, allowed
+
+    for old in STATUSES:
+        for new in STATUSES:
+            jid = store.create({"name": f"{old}->{new}"}, b"x")["job_id"]
+            for step in _PATH_TO[old]:
+                store.set_status(jid, step)
+            if allowed(old, new):
+                store.set_status(jid, new)
+                meta = store.get_job(jid).meta
+                assert meta["status"] == new, (old, new)
+                if new != old and new in TIMED_FINISH and old == "RUNNING":
+                    assert DURATION_RE.match(meta["duration"]), (old, new, meta["duration"])
+            else:
+                with pytest.raises(InvalidTransition):
+                    store.set_status(jid, new)
+                assert store.get_job(jid).meta["status"] == old, (old, new)
+            assert jid in {j.job_id for j in store.get_jobs_by_status(store.get_job(jid).meta["status"])}
+    assert store.check_invariants() == []

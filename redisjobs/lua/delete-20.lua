@@ -49,7 +49,7 @@ if redis.call("EXISTS", KEYS[1]) == 0 then return {E_NOT_FOUND} end
 local cur = unjson_str(redis.call("HGET", KEYS[1], "status")) or ""
 local manifests = redis.call("HGETALL", KEYS[2])
 -- Every status set, not only the recorded one: no index may keep a deleted id.
-for i = 1, #STATUSES do redis.call("SREM", KEYS[STATUS_KEY0 + i], jid) end
+for i = 1, STATUS_COUNT do redis.call("SREM", KEYS[STATUS_KEY0 + i], jid) end
 redis.call("ZREM", KEYS[3], jid)
 redis.call("ZREM", KEYS[4], jid)
 redis.call("ZREM", KEYS[6], jid)

@@ -58,7 +58,7 @@ for i = 10, #ARGV do
   if due then
     local cur = unjson_str(redis.call("HGET", job_key, "status"))
     local new = cur and target[cur]
-    if new and new ~= cur and TRANSITIONS[cur][new] then
+    if new and new ~= cur and can_move(cur, new) then
       move(ctx, job_key, jid, cur, new, mode)
       done[#done + 1] = {jid, cur, new, holder or ""}
     elseif not new then

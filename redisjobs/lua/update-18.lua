@@ -70,7 +70,7 @@ if redis.call("EXISTS", KEYS[1]) == 0 then return {E_NOT_FOUND} end
 local cur = unjson_str(redis.call("HGET", KEYS[1], "status")) or ""
 if expected ~= "" and cur ~= expected then return {E_CONFLICT, cur} end
 local change = new ~= "" and new ~= cur
-if change and not (TRANSITIONS[cur] and TRANSITIONS[cur][new]) then return {E_TRANSITION, cur} end
+if change and not can_move(cur, new) then return {E_TRANSITION, cur} end
 if change then
   local holder = redis.call("HGET", KEYS[6], jid)
   local needs_owner = holder and (new == "RUNNING" or new == "SUBMITTED")

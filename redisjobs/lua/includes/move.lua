@@ -1,9 +1,9 @@
 --[[
   Moving a job from one status to another: the one place where the status field, the status sets,
   the queue, start_time / duration, the lease and the event change together. Callers check the
-  transition first (TRANSITIONS) and build ctx from their own KEYS:
+  transition first (can_move) and build ctx from their own KEYS:
 
-    ctx.status0      index in KEYS just before the status sets (KEYS[status0 + i] is STATUSES[i])
+    ctx.status0      index in KEYS just before the status sets (KEYS[status0 + i] is the i-th status)
     ctx.queue, ctx.jobs, ctx.events, ctx.leases, ctx.owners    key names
     ctx.now_us       client time, epoch microseconds (durations)
     ctx.time         client time, epoch seconds (events)
@@ -13,8 +13,9 @@
 ]]
 local function move(ctx, job_key, jid, cur, new, op)
   redis.call("HSET", job_key, "status", json_str(new))
-  if STATUS_INDEX[cur] then redis.call("SREM", KEYS[ctx.status0 + STATUS_INDEX[cur]], jid) end
-  redis.call("SADD", KEYS[ctx.status0 + STATUS_INDEX[new]], jid)
+  local from = status_index(cur)
+  if from then redis.call("SREM", KEYS[ctx.status0 + from], jid) end
+  redis.call("SADD", KEYS[ctx.status0 + status_index(new)], jid)
   if cur == "SUBMITTED" then redis.call("ZREM", ctx.queue, jid) end
   if new == "SUBMITTED" then
     local priority = tonumber(redis.call("HGET", job_key, "priority")) or 0
@@ -23,7 +24,7 @@ local function move(ctx, job_key, jid, cur, new, op)
   end
   if new == "RUNNING" then
     redis.call("HSET", job_key, "start_time", ctx.start_time)
-  elseif TIMED[new] then
+  elseif is_timed(new) then
     local start = unjson_str(redis.call("HGET", job_key, "start_time"))
     local start_us = start and start ~= "" and iso_to_us(start, ctx.offset)
     if start_us then
