@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 
 from ._archive import zip_paths
+from ._connection import Lane
 from ._errors import BlobCorrupt, BlobNotFound, BlobTooLarge
 from ._keys import Keys
 
@@ -270,6 +271,8 @@ class BlobStore:
         if inline_max < 0:
             raise ValueError(f"inline_max must be at least 0, got {inline_max}")
         self._client, self._keys = client, keys
+        #: The manager's lane for single round trips, when its client has one (set by the manager).
+        self.lane: Lane | None = None
         # An inline blob fits in one chunk's buffer: never more than a chunk.
         self.chunk_size, self.verify, self.inline_max = chunk_size, verify, min(inline_max, chunk_size - 1)
 
@@ -337,10 +340,14 @@ class BlobStore:
 
     def _lookup(self, jid: str, component: str) -> tuple[dict[str, Any] | None, bytes | None]:
         """The manifest and, for an inline blob, its bytes: one round trip."""
-        pipe = self._client.pipeline(transaction=False)
-        pipe.hget(self._keys.blobs(jid), component)
-        pipe.hget(self._keys.inline(jid), component)
-        raw, inline = pipe.execute()
+        blobs, inline_key = self._keys.blobs(jid), self._keys.inline(jid)
+        if self.lane is not None:
+            raw, inline = self.lane.execute_many(("HGET", blobs, component), ("HGET", inline_key, component))
+        else:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.hget(blobs, component)
+            pipe.hget(inline_key, component)
+            raw, inline = pipe.execute()
         return (orjson.loads(raw) if raw else None), inline
 
     def _iter_version(
@@ -354,10 +361,9 @@ class BlobStore:
             batches: Iterator[list[bytes | None]] = iter([[inline]])
         else:
             keys = chunk_keys(self._keys, jid, component, manifest)
-            batches = (
-                self._client.mget(keys[i : i + CHUNKS_PER_BATCH])
-                for i in range(0, len(keys), CHUNKS_PER_BATCH)
-            )
+            lane = self.lane
+            mget = self._client.mget if lane is None else (lambda batch: lane.execute("MGET", *batch))
+            batches = (mget(keys[i : i + CHUNKS_PER_BATCH]) for i in range(0, len(keys), CHUNKS_PER_BATCH))
         for batch in batches:
             for piece in batch:
                 if piece is None:

@@ -115,10 +115,19 @@ class Lane:
         finally:
             self._idle.append(conn)
 
+    def execute_many(self, *commands: tuple[Any, ...]) -> list[Any]:
+        """Send several commands in one write and return their raw replies, in order (a pipeline
+        without redis-py's pipeline object). An error reply is raised once every reply is read."""
+        return self.execute(_MANY, commands)  # type: ignore[no-any-return]
+
     def close(self) -> None:
         idle, self._idle = self._idle, []
         for conn in idle:
             conn.disconnect()
+
+
+#: Marks a call of ``execute`` that carries several commands.
+_MANY = object()
 
 
 def _send_read(conn: Any, args: tuple[Any, ...]) -> Any:
@@ -126,8 +135,21 @@ def _send_read(conn: Any, args: tuple[Any, ...]) -> Any:
     # for the master there (sending on an unconnected one would go to the default address).
     conn.connect()
     try:
-        conn.send_command(*args)
-        return conn.read_response()
+        if args[0] is not _MANY:
+            conn.send_command(*args)
+            return conn.read_response()
+        commands = args[1]
+        conn.send_packed_command(conn.pack_commands(commands))
+        replies, error = [], None
+        for _ in commands:
+            try:
+                replies.append(conn.read_response())
+            except redis.exceptions.ResponseError as e:
+                replies.append(e)
+                error = error or e
+        if error is not None:
+            raise error
+        return replies
     except redis.exceptions.ResponseError:
         raise  # an error reply, read whole: the connection is fine
     except BaseException:

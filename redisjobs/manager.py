@@ -358,7 +358,7 @@ class RedisJobDefManager:
                 # A cluster client sends WAIT to a node of its choosing, not the one that wrote.
                 raise ValueError("wait_replicas is not supported on a Redis Cluster client")
             self._warn_on_eviction()
-            self._lane = lane_for(self._client)
+            self._lane = self._blobs.lane = lane_for(self._client)
             self._scripts = Scripts(
                 self._client, self.wait_replicas, int(self.wait_timeout * 1000), self._lane
             )

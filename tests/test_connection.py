@@ -168,3 +168,22 @@ def test_close_disconnects_the_lane(redis_url: str, namespace: str) -> None:
     assert conn._sock is not None
     m.close()
     assert conn._sock is None and m._lane._idle == []
+
+
+@pytest.mark.real
+def test_a_lane_sends_several_commands_in_one_write(redis_url: str, namespace: str) -> None:
+    m = RedisJobDefManager(redis_url, namespace=namespace)
+    m.client.ping()
+    lane = m._lane
+    assert lane is not None
+    key = m.keys.prefix + "lane-check"
+    assert lane.execute_many(("SET", key, "1"), ("INCR", key), ("GET", key)) in (
+        [b"OK", 2, b"2"],
+        [True, 2, b"2"],
+    )
+    # An error reply is raised after every reply is read: the connection stays in step.
+    with pytest.raises(redis.exceptions.ResponseError):
+        lane.execute_many(("HSET", key, "f", "v"), ("GET", key))
+    assert lane.execute("GET", key) == b"2"
+    m.client.delete(key)
+    m.close()

@@ -271,14 +271,28 @@ def _client_methods() -> set[str]:
     return found
 
 
+def _lane_commands() -> set[str]:
+    """Commands sent over a manager's lane (``lane.execute("CMD", ...)``, ``execute_many``), with
+    the subcommand of a container command (``SCRIPT LOAD`` is ``script|load``)."""
+    found: set[str] = set()
+    for path in PACKAGE.glob("*.py"):
+        for line in path.read_text().splitlines():
+            if "lane.execute" in line:
+                for name, sub in re.findall(r'\("([A-Z]+)"(?:, "([A-Z]+)")?', line):
+                    container = name in ("SCRIPT", "CONFIG", "INFO")
+                    found.add(f"{name}|{sub}".lower() if container else name.lower())
+    return found
+
+
 def test_the_rules_allow_exactly_the_commands_redisjobs_sends() -> None:
-    lua, methods = _lua_commands(), _client_methods()
+    lua, methods, lane = _lua_commands(), _client_methods(), _lane_commands()
     assert {"hset", "xadd", "time", "smove"} <= lua  # the scan finds them
+    assert {"evalsha", "script|load", "hgetall", "hget", "mget"} <= lane
     unknown = methods - set(CLIENT_METHODS) - NOT_COMMANDS - REFUSED_ON_PURPOSE
     assert unknown == set(), f"new redis-py calls: add their commands to redisjobs.acl.COMMANDS: {unknown}"
     for path in PACKAGE.glob("*.py"):  # INFO is allowed for its memory section only
         assert re.findall(r"client\.info\(([^)]*)\)", path.read_text()) in ([], ['"memory"']), path.name
-    sent = lua | {CLIENT_METHODS[m] for m in methods & set(CLIENT_METHODS)} | HANDSHAKE
+    sent = lua | lane | {CLIENT_METHODS[m] for m in methods & set(CLIENT_METHODS)} | HANDSHAKE
     assert set(COMMANDS) == sent
     rules = acl_rules("fl-prod")
     assert rules == [
