@@ -42,6 +42,12 @@ except ImportError:  # pragma: no cover - older redis-py
     HIREDIS_AVAILABLE = False
 if HIREDIS_AVAILABLE:
     from hiredis import pack_command as _hiredis_pack
+#: redis-py's own read_response: a connection class that overrides it reads one reply at a time.
+_PLAIN_READ = redis.connection.Connection.read_response
+try:  # what redis-py's hiredis parser's reader returns for an incomplete reply
+    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
+except ImportError:  # pragma: no cover - another redis-py layout: the general path
+    _NOT_ENOUGH_DATA = None
 
 #: Arguments at least this long are sent without copying (pure-Python packer).
 LARGE_ARGUMENT = 16 * 1024
@@ -143,21 +149,46 @@ def _send_read(conn: Any, args: tuple[Any, ...]) -> Any:
             return conn.read_response()
         commands = args[1]
         conn.send_packed_command(conn.pack_commands(commands))
-        replies, error = [], None
-        for _ in commands:
-            try:
-                replies.append(conn.read_response())
-            except redis.exceptions.ResponseError as e:
-                replies.append(e)
-                error = error or e
-        if error is not None:
-            raise error
+        replies = _read_many(conn, len(commands))
+        for reply in replies:
+            if isinstance(reply, redis.exceptions.ResponseError):
+                raise reply
         return replies
     except redis.exceptions.ResponseError:
         raise  # an error reply, read whole: the connection is fine
     except BaseException:
         conn.disconnect()  # anything else may leave half a reply unread
         raise
+
+
+def _read_many(conn: Any, n: int) -> list[Any]:
+    """``n`` replies, error replies as exception objects. With redis-py's hiredis parser on a plain
+    connection, straight from its reader (one call per reply instead of four); else one
+    ``read_response`` each."""
+    parser: Any = getattr(conn, "_parser", None)
+    reader = getattr(parser, "_reader", None)
+    replies: list[Any] = []
+    plain = getattr(type(conn), "read_response", None) is _PLAIN_READ  # not Sentinel's, not fakeredis's
+    if not plain or _NOT_ENOUGH_DATA is None or reader is None or not hasattr(parser, "read_from_socket"):
+        for _ in range(n):
+            try:
+                replies.append(conn.read_response())
+            except redis.exceptions.ResponseError as e:
+                replies.append(e)
+        return replies
+    gets, more = reader.gets, parser.read_from_socket
+    while len(replies) < n:
+        reply = gets()
+        if reply is _NOT_ENOUGH_DATA:
+            try:
+                more()  # raises redis-py's errors for a closed socket or a timeout ...
+            except OSError as e:  # ... and lets others through, which read_response would wrap
+                raise redis.exceptions.ConnectionError(f"Error while reading from the socket: {e!r}") from e
+        elif isinstance(reply, redis.exceptions.ConnectionError):
+            raise reply
+        else:
+            replies.append(reply)
+    return replies
 
 
 def lane_for(client: Any) -> Lane | None:
