@@ -966,7 +966,8 @@ class RedisJobDefManager:
     ) -> list[Settled]:
         """What a restarted server calls first: settle every job ``owner`` still holds, whatever its
         lease. DISPATCHED jobs go to ``dispatched`` (default: back to the queue), RUNNING ones to
-        ``running`` (default FINISHED:ABANDONED; any FINISHED status may be chosen)."""
+        ``running`` (default FINISHED:ABANDONED; any FINISHED status may be chosen), and the
+        record of the owner's last claim is dropped."""
         _check_owner(owner)
         to_d, to_r = check_status(None, dispatched), check_status(None, running)
         # Settling lets go of the job: it must leave the held statuses (back to the queue, or done).
@@ -980,6 +981,9 @@ class RedisJobDefManager:
         done: list[Settled] = []
         for start in range(0, len(held), self.batch_size):
             done += self._settle("recover", owner, held[start : start + self.batch_size], to_d, to_r)
+        # The record of the owner's last claim goes too (a restarted owner repeats no earlier call),
+        # so owner names used once do not leave a field each behind.
+        self.client.hdel(self.keys.claim_requests, owner)
         return done
 
     def _settle(self, mode: str, owner: str, ids: list[str], to_d: str, to_r: str) -> list[Settled]:

@@ -407,6 +407,8 @@ def test_recover_settles_only_that_owners_jobs(make_store: Any) -> None:
     # B is untouched.
     assert (status(m, b1), status(m, b2)) == (DISPATCHED, RUNNING)
     assert (m.lease_of(b1), m.lease_of(b2)) == b_leases
+    # A's record of its last claim is gone with its jobs; B's stays.
+    assert set(m.client.hkeys(m.keys.claim_requests)) == {b"B"}
     assert m.recover("A") == []
 
 

@@ -244,7 +244,7 @@ CLIENT_METHODS = {
     "zrem": "zrem", "zrange": "zrange", "zrangebyscore": "zrangebyscore", "zscore": "zscore",
     "zmscore": "zmscore", "zcard": "zcard", "xrange": "xrange", "xrevrange": "xrevrange", "xread": "xread",
     "xtrim": "xtrim", "info": "info|memory", "ping": "ping", "script_load": "script|load",
-    "register_script": "evalsha", "evalsha": "evalsha", "wait": "wait",
+    "register_script": "evalsha", "evalsha": "evalsha", "wait": "wait", "hdel": "hdel",
 }  # fmt: skip
 #: Client methods that send no command of their own (get_nodes: a cluster client's view of its nodes).
 NOT_COMMANDS = {"pipeline", "execute", "close", "get_nodes"}
