@@ -104,8 +104,13 @@ class Lane:
     def __init__(self, pool: Any) -> None:
         self._pool = pool
         # RESP2: a hash comes back as the flat array the decoders take, without a dict built
-        # and taken apart again (RESP3, redis-py 8's default, answers HGETALL with a map).
-        self._kwargs = {**pool.connection_kwargs, "protocol": 2}
+        # and taken apart again (RESP3, redis-py 8's default, answers HGETALL with a map). Not
+        # when maintenance notifications were switched on outright: they need RESP3.
+        self._kwargs = dict(pool.connection_kwargs)
+        maint = self._kwargs.get("maint_notifications_config")
+        self.resp2 = getattr(maint, "enabled", False) is not True
+        if self.resp2:
+            self._kwargs["protocol"] = 2
         self._idle: list[Any] = []
         self._pid = os.getpid()
 

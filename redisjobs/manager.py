@@ -221,6 +221,11 @@ def _gap(candidates: list[bytes], got: list[Any], stale: int, before: int) -> in
     return min(500, max(seen, before - 1))
 
 
+def _flat(reply: Any) -> Any:
+    """A hash as a flat ``[field, value, ...]`` list, from RESP3's map as from RESP2's array."""
+    return list(itertools.chain.from_iterable(reply.items())) if isinstance(reply, dict) else reply
+
+
 def _request_id() -> str:
     """A fresh id for one call's request record (the same for redis-py's repeats of that call)."""
     return os.urandom(9).hex()
@@ -588,7 +593,7 @@ class RedisJobDefManager:
         key = self.keys.job(jid)
         client = self.client  # connects on first use, making the lane
         if self._lane is not None:
-            flat = self._lane.execute("HGETALL", key)
+            flat = _flat(self._lane.execute("HGETALL", key))
         else:
             flat = list(itertools.chain.from_iterable(client.hgetall(key).items()))
         if not flat:
@@ -616,6 +621,8 @@ class RedisJobDefManager:
             keys = [prefix + jid.encode() for jid in ids[start : start + self.batch_size]]
             if lane is not None:  # pipelined HGETALLs: cheaper for the server than a script's
                 replies = lane.execute_many(*[("HGETALL", key) for key in keys])
+                if not lane.resp2:
+                    replies = [_flat(reply) for reply in replies]
             else:
                 replies = scripts.get_jobs(keys=keys, args=[0])
             out += [self._job_from_meta(meta) for meta in decode_metas(replies)]

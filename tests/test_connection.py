@@ -207,3 +207,18 @@ def test_many_replies_read_the_same_with_either_parser(redis_url: str, namespace
     assert lane.execute("HGET", key, "a") == b"1"  # still in step after the error reply
     lane.execute("DEL", key)
     lane.close()
+
+
+@pytest.mark.real
+def test_a_lane_speaking_resp3_gives_the_same_answers(redis_url: str, namespace: str) -> None:
+    """Where RESP3 is required (maintenance notifications switched on), a lane keeps it: hashes
+    come back as maps, and reads answer the same."""
+    m = RedisJobDefManager(redis_url, namespace=namespace)
+    jobs = [m.create({"name": f"j{i}", "priority": i % 3}, b"x")["job_id"] for i in range(5)]
+    expected = ([m.get_job(j).meta for j in jobs], [j.job_id for j in m.get_jobs_to_schedule()])
+    assert m._lane is not None
+    m._lane.close()
+    m._lane._kwargs["protocol"], m._lane.resp2 = 3, False
+    assert isinstance(m._lane.execute("HGETALL", m.keys.job(jobs[0])), dict)
+    assert ([m.get_job(j).meta for j in jobs], [j.job_id for j in m.get_jobs_to_schedule()]) == expected
+    m.close()
