@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _threads import run_threads
 
 from redisjobs import (
     Event,
@@ -593,27 +594,17 @@ def test_watch_new_sees_only_events_after_it_started(store: RedisJobDefManager) 
 def test_threads_sharing_a_manager_claim_each_job_once(store: RedisJobDefManager) -> None:
     jids = [submit(store, priority=i % 3) for i in range(40)]
     results: dict[int, list[str]] = {i: [] for i in range(8)}
-    errors: list[BaseException] = []
     barrier = threading.Barrier(8)
 
     def work(n: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            for _ in range(60):
-                got = store.claim(f"t{n}", limit=1 + n % 2)
-                if not got:
-                    return
-                results[n] += ids(got)
-        except BaseException as e:  # reported below
-            errors.append(e)
+        barrier.wait(timeout=10)
+        for _ in range(60):
+            got = store.claim(f"t{n}", limit=1 + n % 2)
+            if not got:
+                return
+            results[n] += ids(got)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert not any(t.is_alive() for t in threads)
-    assert errors == []
+    assert run_threads(work, 8, timeout=30) == []
     claimed = [jid for got in results.values() for jid in got]
     assert len(claimed) == 40
     assert sorted(claimed) == sorted(jids)

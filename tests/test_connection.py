@@ -4,10 +4,10 @@ single-command calls use."""
 from __future__ import annotations
 
 import os
-import threading
 
 import pytest
 import redis
+from _threads import run_threads
 from redis._parsers.encoders import Encoder
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import DataError
@@ -125,25 +125,16 @@ def test_threads_share_a_managers_lane(make_store) -> None:  # type: ignore[no-u
     connections than there were threads."""
     m: RedisJobDefManager = make_store()
     jobs = [m.create({"name": f"j{i}"}, f"content {i}".encode())["job_id"] for i in range(8)]
-    errors: list[BaseException] = []
 
     def work(n: int) -> None:
         jid = jobs[n]
-        try:
-            for i in range(150):
-                m.update_meta(jid, {"counter": i, "thread": n})
-                meta = m.get_job(jid).meta
-                assert (meta["counter"], meta["thread"]) == (i, n)
-                assert m.get_content(meta) == f"content {n}".encode()
-        except BaseException as e:  # surfaced below
-            errors.append(e)
+        for i in range(150):
+            m.update_meta(jid, {"counter": i, "thread": n})
+            meta = m.get_job(jid).meta
+            assert (meta["counter"], meta["thread"]) == (i, n)
+            assert m.get_content(meta) == f"content {n}".encode()
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads) and errors == []
+    assert run_threads(work, 8, timeout=120) == []
     lane = m._lane
     if lane is not None:  # a cluster client has none
         assert 1 <= len(lane._idle) <= 8
