@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -129,10 +130,11 @@ class Lane:
         finally:
             self._idle.append(conn)
 
-    def execute_many(self, *commands: tuple[Any, ...]) -> list[Any]:
+    def execute_many(self, *commands: tuple[Any, ...], each: Callable[[Any], Any] | None = None) -> list[Any]:
         """Send several commands in one write and return their raw replies, in order (a pipeline
-        without redis-py's pipeline object). An error reply is raised once every reply is read."""
-        return self.execute(_MANY, commands)  # type: ignore[no-any-return]
+        without redis-py's pipeline object). An error reply is raised once every reply is read.
+        ``each`` is called with every other reply as soon as it is read."""
+        return self.execute(_MANY, commands, each)  # type: ignore[no-any-return]
 
     def close(self) -> None:
         idle, self._idle = self._idle, []
@@ -152,9 +154,9 @@ def _send_read(conn: Any, args: tuple[Any, ...]) -> Any:
         if args[0] is not _MANY:
             conn.send_command(*args)
             return conn.read_response()
-        commands = args[1]
+        commands, each = args[1], args[2]
         conn.send_packed_command(conn.pack_commands(commands))
-        replies = _read_many(conn, len(commands))
+        replies = _read_many(conn, len(commands), each)
         for reply in replies:
             if isinstance(reply, redis.exceptions.ResponseError):
                 raise reply
@@ -166,7 +168,7 @@ def _send_read(conn: Any, args: tuple[Any, ...]) -> Any:
         raise
 
 
-def _read_many(conn: Any, n: int) -> list[Any]:
+def _read_many(conn: Any, n: int, each: Callable[[Any], Any] | None = None) -> list[Any]:
     """``n`` replies, error replies as exception objects. With redis-py's hiredis parser on a plain
     connection, straight from its reader (one call per reply instead of four); else one
     ``read_response`` each."""
@@ -180,6 +182,9 @@ def _read_many(conn: Any, n: int) -> list[Any]:
                 replies.append(conn.read_response())
             except redis.exceptions.ResponseError as e:
                 replies.append(e)
+                continue
+            if each is not None:
+                each(replies[-1])
         return replies
     gets, more = reader.gets, parser.read_from_socket
     while len(replies) < n:
@@ -193,6 +198,8 @@ def _read_many(conn: Any, n: int) -> list[Any]:
             raise reply
         else:
             replies.append(reply)
+            if each is not None and not isinstance(reply, redis.exceptions.ResponseError):
+                each(reply)
     return replies
 
 

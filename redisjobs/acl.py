@@ -61,7 +61,7 @@ COMMANDS: dict[str, str] = {
     "ping": "redis-py's health check of an idle connection; redisjobs demo",
     # scripts: loaded once per manager, then run by their sha1
     "script|load": "Scripts(): every script of redisjobs/lua, once per manager",
-    "evalsha": "every single-job write and getJobs: redisjobs/lua",
+    "evalsha": "every single-job write (and getJobs on a cluster): redisjobs/lua",
     "wait": "durability: with wait_replicas, WAIT after each writing script",
     # inside the scripts (redis.call in redisjobs/lua/**/*.lua): Redis checks these too
     "del": "lua: delete, saveRecord",
@@ -78,7 +78,7 @@ COMMANDS: dict[str, str] = {
     # both in scripts and from Python
     "exists": "lua: most scripts; clone, list_components, get_storage_*",
     "hget": "lua and Python: meta fields, manifests, owners, records",
-    "hgetall": "lua: replies with the job; Python: records, manifests (gc, migrate)",
+    "hgetall": "lua: replies with the job; Python: get_job, listings' batches, records, manifests",
     "set": "lua: request records; Python: blob chunks",
     "zadd": "lua: indexes, queue, leases; Python: upload registrations",
     "zrange": "lua: claim; Python: queue, indexes (check_invariants, gc)",
@@ -91,6 +91,7 @@ COMMANDS: dict[str, str] = {
     "hscan": "recover",
     "hvals": "redisjobs stats (blob bytes)",
     "mget": "blob reads, a few chunks at a time",
+    "getrange": "blob reads: a blob of one chunk, in pieces hashed as they arrive",
     "scan": "gc's orphan sweep, check_invariants (MATCH the namespace's keys)",
     "scard": "redisjobs stats, demo",
     "smembers": "mark_submit_records_job_deleted",

@@ -224,3 +224,46 @@ def test_a_corrupt_inline_blob_is_detected(make_store) -> None:  # type: ignore[
     with pytest.raises(BlobCorrupt, match=jid):
         m.get_content({"job_id": jid})
     m.client.hset(m.keys.inline(jid), "data", b"inline bytes")
+
+
+def test_a_single_chunk_is_read_in_pieces_and_verified(make_store) -> None:  # type: ignore[no-untyped-def]
+    """One chunk larger than SPLIT (the default chunk size holds 1 MB): read as ranges, hashed as
+    they arrive, whole; a chunk altered in place is caught; a replacement mid-read is restarted."""
+    from redisjobs._blobs import SPLIT
+
+    m = make_store()
+    data = payload(3 * SPLIT + 12_345, seed=11)
+    jid = m.create({}, data)["job_id"]
+    manifest = m.blobs.manifest(jid, "data")
+    assert manifest is not None and manifest["chunks"] == 1
+    sent: list[str] = []
+    lane = m._lane
+    if lane is not None:  # (a cluster client has no lane, and reads whole chunks)
+        real_many = lane.execute_many
+        lane.execute_many = lambda *c, **kw: (sent.extend(x[0] for x in c), real_many(*c, **kw))[1]  # type: ignore[method-assign]
+    assert m.get_content({"job_id": jid}) == data
+    assert b"".join(m.blobs.iter_chunks(jid, "data")) == data
+    if lane is not None:
+        assert sent.count("GETRANGE") == 2 * 4  # two reads, four pieces each
+
+    # A replacement between the manifest read and the chunk read: the new version, whole.
+    real_lookup, calls = m.blobs._lookup, {"n": 0}
+    newer = payload(2 * SPLIT + 7, seed=12)
+
+    def lookup_then_replace(j: str, c: str):  # type: ignore[no-untyped-def]
+        found = real_lookup(j, c)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            m.blobs._lookup = real_lookup  # type: ignore[method-assign]
+            m.save_workspace(jid, newer)
+        return found
+
+    m.save_workspace(jid, data)
+    m.blobs._lookup = lookup_then_replace  # type: ignore[method-assign]
+    assert m.get_storage_component(jid, "workspace") == newer
+
+    # The chunk's bytes changed under its manifest: refused, naming the job.
+    key = m.keys.chunk(jid, "data", manifest["v"], 0)
+    m.client.setrange(key, SPLIT + 5, b"?")
+    with pytest.raises(BlobCorrupt, match=jid):
+        m.get_content({"job_id": jid})
