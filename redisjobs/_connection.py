@@ -104,16 +104,24 @@ class Lane:
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool
-        # RESP2: a hash comes back as the flat array the decoders take, without a dict built
-        # and taken apart again (RESP3, redis-py 8's default, answers HGETALL with a map). Not
-        # when maintenance notifications were switched on outright: they need RESP3.
-        self._kwargs = dict(pool.connection_kwargs)
-        maint = self._kwargs.get("maint_notifications_config")
-        self.resp2 = getattr(maint, "enabled", False) is not True
-        if self.resp2:
-            self._kwargs["protocol"] = 2
         self._idle: list[Any] = []
         self._pid = os.getpid()
+        # RESP2: a hash comes back as the flat array the decoders take, without a dict built
+        # and taken apart again (RESP3, redis-py 8's default, answers HGETALL with a map). Not
+        # when maintenance notifications were switched on outright (they need RESP3), nor where
+        # the connection class refuses it (redis-py 8 without hiredis, maintenance notifications
+        # on "auto": a connection is refused when it is made, before any I/O).
+        self._kwargs = dict(pool.connection_kwargs)
+        maint = self._kwargs.get("maint_notifications_config")
+        self.resp2 = False
+        if getattr(maint, "enabled", False) is not True:
+            try:
+                first = pool.connection_class(**{**self._kwargs, "protocol": 2})
+            except redis.exceptions.RedisError:
+                pass
+            else:
+                self._kwargs["protocol"], self.resp2 = 2, True
+                self._idle.append(first)
 
     def execute(self, *args: Any) -> Any:
         """Send one command and return its raw reply (no response callbacks)."""

@@ -213,3 +213,20 @@ def test_a_lane_speaking_resp3_gives_the_same_answers(redis_url: str, namespace:
     assert isinstance(m._lane.execute("HGETALL", m.keys.job(jobs[0])), dict)
     assert ([m.get_job(j).meta for j in jobs], [j.job_id for j in m.get_jobs_to_schedule()]) == expected
     m.close()
+
+
+@pytest.mark.real
+def test_without_hiredis_the_lane_keeps_the_clients_protocol(redis_url: str, namespace: str) -> None:
+    """redis-py 8 without hiredis refuses a RESP2 connection while maintenance notifications are on
+    "auto" (the README's demo, in a fresh environment, found it): the lane then keeps RESP3."""
+    from redis._parsers import _RESP2Parser
+
+    client = redis.Redis.from_url(redis_url, parser_class=_RESP2Parser)  # as without hiredis
+    m = RedisJobDefManager(client=client, namespace=namespace)
+    jobs = [m.create({"name": f"j{i}"}, b"x" * 300_000)["job_id"] for i in range(3)]
+    assert m._lane is not None
+    assert [j.job_id for j in m.get_jobs_to_schedule()] == jobs
+    assert m.get_job(jobs[0]).meta["name"] == "j0"
+    assert m.get_content({"job_id": jobs[1]}) == b"x" * 300_000
+    m.claim("w")
+    m.close()
