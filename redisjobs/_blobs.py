@@ -357,6 +357,7 @@ class BlobStore:
     ) -> Iterator[bytes]:
         sha = _Hasher()
         size = 0
+        hashed = False  # each piece hashed on arrival already
         if manifest.get("inline"):
             if inline is None:
                 raise _Replaced
@@ -367,12 +368,9 @@ class BlobStore:
             key = chunk_keys(self._keys, jid, component, manifest)[0]
             ranges = [(a, min(a + SPLIT, manifest["size"]) - 1) for a in range(0, manifest["size"], SPLIT)]
             pieces = self.lane.execute_many(*[("GETRANGE", key, a, b) for a, b in ranges], each=sha.update)
-            for (a, b), piece in zip(ranges, pieces, strict=True):
-                if len(piece) != b - a + 1:
-                    raise _Replaced
-                size += len(piece)
-                yield piece
-            batches = iter([])
+            if any(len(piece) != b - a + 1 for (a, b), piece in zip(ranges, pieces, strict=True)):
+                raise _Replaced
+            batches, hashed = iter([pieces]), True
         else:
             keys = chunk_keys(self._keys, jid, component, manifest)
             lane = self.lane
@@ -382,7 +380,7 @@ class BlobStore:
             for piece in batch:
                 if piece is None:
                     raise _Replaced
-                if self.verify:
+                if self.verify and not hashed:
                     sha.update(piece)
                 size += len(piece)
                 yield piece

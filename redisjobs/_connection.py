@@ -125,6 +125,17 @@ class Lane:
 
     def execute(self, *args: Any) -> Any:
         """Send one command and return its raw reply (no response callbacks)."""
+        return self._run(lambda conn: _one(conn, args))
+
+    def execute_many(self, *commands: tuple[Any, ...], each: Callable[[Any], Any] | None = None) -> list[Any]:
+        """Send several commands in one write and return their raw replies, in order (a pipeline
+        without redis-py's pipeline object). An error reply is raised once every reply is read.
+        ``each`` is called with every other reply as soon as it is read."""
+        return self._run(lambda conn: _many(conn, commands, each))  # type: ignore[no-any-return]
+
+    def _run(self, exchange: Callable[[Any], Any]) -> Any:
+        """``exchange(connection)`` on an idle connection (a new one if none is), with redis-py's
+        retries; the connection goes back to the idle list whatever happens."""
         if self._pid != os.getpid():  # forked: the parent's sockets are not ours
             self._idle, self._pid = [], os.getpid()
         try:
@@ -133,16 +144,10 @@ class Lane:
             conn = self._pool.connection_class(**self._kwargs)
         try:
             return conn.retry.call_with_retry(
-                lambda: _send_read(conn, args), lambda _error: conn.disconnect()
+                lambda: _exchange(conn, exchange), lambda _error: conn.disconnect()
             )
         finally:
             self._idle.append(conn)
-
-    def execute_many(self, *commands: tuple[Any, ...], each: Callable[[Any], Any] | None = None) -> list[Any]:
-        """Send several commands in one write and return their raw replies, in order (a pipeline
-        without redis-py's pipeline object). An error reply is raised once every reply is read.
-        ``each`` is called with every other reply as soon as it is read."""
-        return self.execute(_MANY, commands, each)  # type: ignore[no-any-return]
 
     def close(self) -> None:
         idle, self._idle = self._idle, []
@@ -150,30 +155,31 @@ class Lane:
             conn.disconnect()
 
 
-#: Marks a call of ``execute`` that carries several commands.
-_MANY = object()
-
-
-def _send_read(conn: Any, args: tuple[Any, ...]) -> Any:
+def _exchange(conn: Any, exchange: Callable[[Any], Any]) -> Any:
     # connect() first, as redis-py's pool does: a Sentinel-managed connection asks the Sentinels
     # for the master there (sending on an unconnected one would go to the default address).
     conn.connect()
     try:
-        if args[0] is not _MANY:
-            conn.send_command(*args)
-            return conn.read_response()
-        commands, each = args[1], args[2]
-        conn.send_packed_command(conn.pack_commands(commands))
-        replies = _read_many(conn, len(commands), each)
-        for reply in replies:
-            if isinstance(reply, redis.exceptions.ResponseError):
-                raise reply
-        return replies
+        return exchange(conn)
     except redis.exceptions.ResponseError:
         raise  # an error reply, read whole: the connection is fine
     except BaseException:
         conn.disconnect()  # anything else may leave half a reply unread
         raise
+
+
+def _one(conn: Any, args: tuple[Any, ...]) -> Any:
+    conn.send_command(*args)
+    return conn.read_response()
+
+
+def _many(conn: Any, commands: tuple[tuple[Any, ...], ...], each: Callable[[Any], Any] | None) -> list[Any]:
+    conn.send_packed_command(conn.pack_commands(commands))
+    replies = _read_many(conn, len(commands), each)
+    for reply in replies:
+        if isinstance(reply, redis.exceptions.ResponseError):
+            raise reply
+    return replies
 
 
 def _read_many(conn: Any, n: int, each: Callable[[Any], Any] | None = None) -> list[Any]:

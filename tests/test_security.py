@@ -362,24 +362,16 @@ def admin(acl_server: RedisServer) -> Iterator[redis.Redis]:
         yield client
 
 
-NewUser = Callable[[str], str]
-
-
 @pytest.fixture
-def new_user(acl_server: RedisServer, admin: redis.Redis) -> Iterator[NewUser]:
-    """Creates an ACL user with ``acl_rules(namespace)`` and returns its URL; the users and every
-    key are removed after the test."""
-    users: list[str] = []
-
-    def make(namespace: str) -> str:
-        user, password = f"rj-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-        assert admin.execute_command("ACL", "SETUSER", user, *acl_rules(namespace), ">" + password) == b"OK"
-        users.append(user)
-        return f"redis://{user}:{password}@127.0.0.1:{acl_server.port}/0"
-
-    yield make
-    for user in users:
-        admin.execute_command("ACL", "DELUSER", user)
+def ns_user(acl_server: RedisServer, admin: redis.Redis) -> Iterator[tuple[str, str]]:
+    """A namespace full of glob characters (unescaped, its patterns would match other namespaces)
+    and the URL of an ACL user made with ``acl_rules(namespace)``; the user and every key are
+    removed after the test."""
+    namespace = f"acl{uuid.uuid4().hex[:6]}?*[x]\\"
+    user, password = f"rj-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    assert admin.execute_command("ACL", "SETUSER", user, *acl_rules(namespace), ">" + password) == b"OK"
+    yield namespace, f"redis://{user}:{password}@127.0.0.1:{acl_server.port}/0"
+    admin.execute_command("ACL", "DELUSER", user)
     admin.flushall()
 
 
@@ -407,17 +399,11 @@ def _denials(admin: redis.Redis, user: str) -> set[tuple[str, str]]:
     }
 
 
-def _glob_namespace() -> str:
-    """A namespace full of glob characters: unescaped, its patterns would match other namespaces."""
-    return f"acl{uuid.uuid4().hex[:6]}?*[x]\\"
-
-
 @pytest.mark.real
 def test_every_public_method_works_as_the_namespace_user(
-    new_user: NewUser, admin: redis.Redis, tmp_path: Path
+    ns_user: tuple[str, str], admin: redis.Redis, tmp_path: Path
 ) -> None:
-    ns = _glob_namespace()
-    url = new_user(ns)
+    ns, url = ns_user
     m = RedisJobDefManager(url, namespace=ns, chunk_size=1 << 20)
 
     def stats() -> None:
@@ -439,10 +425,9 @@ def test_every_public_method_works_as_the_namespace_user(
 
 @pytest.mark.real
 def test_writes_that_wait_for_a_replica_work_as_the_namespace_user(
-    new_user: NewUser, admin: redis.Redis, acl_server: RedisServer
+    ns_user: tuple[str, str], admin: redis.Redis, acl_server: RedisServer
 ) -> None:
-    ns = _glob_namespace()
-    url = new_user(ns)
+    ns, url = ns_user
     admin.config_set("repl-diskless-sync-delay", 0)  # the replica syncs at once
     replica = RedisServer(_binary(), "--replicaof", "127.0.0.1", str(acl_server.port))
     try:
@@ -464,10 +449,9 @@ def test_writes_that_wait_for_a_replica_work_as_the_namespace_user(
 
 @pytest.mark.real
 def test_the_user_of_one_namespace_is_refused_in_another(
-    new_user: NewUser, admin: redis.Redis, acl_server: RedisServer
+    ns_user: tuple[str, str], admin: redis.Redis, acl_server: RedisServer
 ) -> None:
-    ns = _glob_namespace()
-    url = new_user(ns)
+    ns, url = ns_user
     # A namespace that the patterns of ns would match if its glob characters were not escaped:
     # "acl<hex>?*[x]\\" as a glob matches "acl<hex>Q-ax" ("\\}" is a literal brace).
     other = ns.removesuffix("?*[x]\\") + "Q-ax"
@@ -511,10 +495,9 @@ def test_the_user_of_one_namespace_is_refused_in_another(
 
 @pytest.mark.real
 def test_the_user_cannot_run_server_wide_or_destructive_commands(
-    new_user: NewUser, admin: redis.Redis, acl_server: RedisServer
+    ns_user: tuple[str, str], admin: redis.Redis, acl_server: RedisServer
 ) -> None:
-    ns = _glob_namespace()
-    url = new_user(ns)
+    ns, url = ns_user
     with RedisJobDefManager(f"redis://127.0.0.1:{acl_server.port}/0", namespace="someone-else") as theirs:
         jid = theirs.create({"name": "theirs"}, os.urandom(1_500_000))["job_id"]
         secret_key = theirs.keys.job(jid)
