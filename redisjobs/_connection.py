@@ -26,8 +26,9 @@ the value to the socket as it is.
 from __future__ import annotations
 
 import os
+import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -43,8 +44,10 @@ except ImportError:  # pragma: no cover - older redis-py
     HIREDIS_AVAILABLE = False
 if HIREDIS_AVAILABLE:
     from hiredis import pack_command as _hiredis_pack
-#: redis-py's own read_response: a connection class that overrides it reads one reply at a time.
+#: redis-py's own read_response and send_packed_command: where a connection class overrides
+#: them (Sentinel's, fakeredis's, instrumented ones), they are called as they are.
 _PLAIN_READ = redis.connection.Connection.read_response
+_PLAIN_SEND = redis.connection.Connection.send_packed_command
 try:  # what redis-py's hiredis parser's reader returns for an incomplete reply
     from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
 except ImportError:  # pragma: no cover - another redis-py layout: the general path
@@ -88,6 +91,37 @@ class Packer:
                 return self._fast.pack(*args)  # type: ignore[no-any-return]
         return self._plain.pack(*args)  # type: ignore[no-any-return,no-untyped-call]
 
+    def pack_many(self, commands: Sequence[tuple[Any, ...]]) -> list[bytes] | None:
+        """Several commands in one buffer, when hiredis packs each of them as it is (see
+        ``pack``); else None (the caller packs them one by one)."""
+        if self._fast is None:
+            return None
+        for args in commands:
+            first = args[0]
+            if type(first) is not str or " " in first:
+                return None
+            for arg in args:
+                kind = type(arg)
+                if kind is bytes:
+                    if len(arg) >= LARGE_ARGUMENT:
+                        return None
+                elif kind is not str and kind is not int and kind is not float:
+                    return None
+        return [b"".join(map(_hiredis_pack, commands))]
+
+
+#: How many times this process is a fork's child, counted at each fork (cheaper to compare than
+#: asking for the process id on every call).
+_forks = 0
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
 
 class Lane:
     """Connections of the client's own kind (same class and settings: address, TLS, credentials,
@@ -105,7 +139,7 @@ class Lane:
     def __init__(self, pool: Any) -> None:
         self._pool = pool
         self._idle: list[Any] = []
-        self._pid = os.getpid()
+        self._forks = _forks
         # RESP2: a hash comes back as the flat array the decoders take, without a dict built
         # and taken apart again (RESP3, redis-py 8's default, answers HGETALL with a map). Not
         # when maintenance notifications were switched on outright (they need RESP3), nor where
@@ -125,27 +159,40 @@ class Lane:
 
     def execute(self, *args: Any) -> Any:
         """Send one command and return its raw reply (no response callbacks)."""
-        return self._run(lambda conn: _one(conn, args))
+        return self._run(_one, args, None)
 
     def execute_many(self, *commands: tuple[Any, ...], each: Callable[[Any], Any] | None = None) -> list[Any]:
         """Send several commands in one write and return their raw replies, in order (a pipeline
         without redis-py's pipeline object). An error reply is raised once every reply is read.
         ``each`` is called with every other reply as soon as it is read."""
-        return self._run(lambda conn: _many(conn, commands, each))  # type: ignore[no-any-return]
+        return self._run(_many, commands, each)  # type: ignore[no-any-return]
 
-    def _run(self, exchange: Callable[[Any], Any]) -> Any:
-        """``exchange(connection)`` on an idle connection (a new one if none is), with redis-py's
-        retries; the connection goes back to the idle list whatever happens."""
-        if self._pid != os.getpid():  # forked: the parent's sockets are not ours
-            self._idle, self._pid = [], os.getpid()
+    def _run(self, exchange: _Exchange, args: Any, each: Callable[[Any], Any] | None) -> Any:
+        """``exchange(connection, args, each)`` on an idle connection (a new one if none is), with
+        redis-py's retries; the connection goes back to the idle list whatever happens."""
+        if self._forks != _forks:  # forked since: the parent's sockets are not ours
+            self._idle, self._forks = [], _forks
         try:
             conn = self._idle.pop()
         except IndexError:
             conn = self._pool.connection_class(**self._kwargs)
         try:
-            return conn.retry.call_with_retry(
-                lambda: _exchange(conn, exchange), lambda _error: conn.disconnect()
-            )
+            # The first attempt outside the retry wrapper (the usual case pays for no closures);
+            # a failure is handed to redis-py's Retry as the first of its attempts, so the number
+            # of attempts, the backoff and which errors are retried stay redis-py's.
+            try:
+                return _exchange(conn, exchange, args, each)
+            except redis.exceptions.ResponseError:
+                raise
+            except Exception as error:
+                failed: list[Exception] = [error]
+
+            def attempt() -> Any:
+                if failed:
+                    raise failed.pop()
+                return _exchange(conn, exchange, args, each)
+
+            return conn.retry.call_with_retry(attempt, lambda _error: conn.disconnect())
         finally:
             self._idle.append(conn)
 
@@ -155,12 +202,16 @@ class Lane:
             conn.disconnect()
 
 
-def _exchange(conn: Any, exchange: Callable[[Any], Any]) -> Any:
+_Exchange = Callable[[Any, Any, "Callable[[Any], Any] | None"], Any]
+
+
+def _exchange(conn: Any, exchange: _Exchange, args: Any, each: Callable[[Any], Any] | None) -> Any:
     # connect() first, as redis-py's pool does: a Sentinel-managed connection asks the Sentinels
     # for the master there (sending on an unconnected one would go to the default address).
-    conn.connect()
+    if getattr(conn, "_sock", None) is None:  # (connect() itself costs a retry wrapper per call)
+        conn.connect()
     try:
-        return exchange(conn)
+        return exchange(conn, args, each)
     except redis.exceptions.ResponseError:
         raise  # an error reply, read whole: the connection is fine
     except BaseException:
@@ -168,52 +219,92 @@ def _exchange(conn: Any, exchange: Callable[[Any], Any]) -> Any:
         raise
 
 
-def _one(conn: Any, args: tuple[Any, ...]) -> Any:
-    conn.send_command(*args)
-    return conn.read_response()
+def _send(conn: Any, packed: Sequence[bytes | memoryview], reader: Any) -> None:
+    """``send_packed_command`` for a connected connection; straight to the socket when ``reader``
+    (see ``_fast_reader``) is given and no health check is due, with redis-py's errors."""
+    sock = conn._sock if reader is not None and type(conn).send_packed_command is _PLAIN_SEND else None
+    if sock is None or (conn.health_check_interval and time.monotonic() > conn.next_health_check):
+        conn.send_packed_command(packed)
+        return
+    try:
+        for item in packed:
+            sock.sendall(item)
+    except TimeoutError as e:  # socket.timeout
+        raise redis.exceptions.TimeoutError("Timeout writing to socket") from e
+    except OSError as e:
+        raise redis.exceptions.ConnectionError(f"Error while writing to socket: {e!r}") from e
+
+
+def _one(conn: Any, args: tuple[Any, ...], _each: Any) -> Any:
+    reader = _fast_reader(conn)
+    _send(conn, conn.pack_command(*args), reader)
+    if reader is None:
+        return conn.read_response()
+    reply = _read_fast(conn, reader)
+    if isinstance(reply, redis.exceptions.ResponseError):
+        raise reply
+    return reply
 
 
 def _many(conn: Any, commands: tuple[tuple[Any, ...], ...], each: Callable[[Any], Any] | None) -> list[Any]:
-    conn.send_packed_command(conn.pack_commands(commands))
-    replies = _read_many(conn, len(commands), each)
+    reader = _fast_reader(conn)
+    packer = getattr(conn, "_command_packer", None)
+    packed = packer.pack_many(commands) if isinstance(packer, Packer) else None
+    _send(conn, packed if packed is not None else conn.pack_commands(commands), reader)
+    replies = _read_many(conn, len(commands), each, reader)
     for reply in replies:
         if isinstance(reply, redis.exceptions.ResponseError):
             raise reply
     return replies
 
 
-def _read_many(conn: Any, n: int, each: Callable[[Any], Any] | None = None) -> list[Any]:
-    """``n`` replies, error replies as exception objects. With redis-py's hiredis parser on a plain
-    connection, straight from its reader (one call per reply instead of four); else one
-    ``read_response`` each."""
-    parser: Any = getattr(conn, "_parser", None)
+def _fast_reader(conn: Any) -> Any:
+    """The hiredis reader of a plain RESP2 connection, whose replies can be taken straight from it
+    (one call per reply instead of four); None where redis-py's ``read_response`` must do it: a
+    connection class that overrides it (Sentinel's, fakeredis's), the Python parser, or RESP3
+    (whose push messages redis-py's parser sorts out from the replies)."""
+    if _NOT_ENOUGH_DATA is None or type(conn).read_response is not _PLAIN_READ:
+        return None
+    if conn.protocol not in (2, "2"):
+        return None
+    parser = getattr(conn, "_parser", None)
     reader = getattr(parser, "_reader", None)
+    return reader if reader is not None and hasattr(parser, "read_from_socket") else None
+
+
+def _read_fast(conn: Any, reader: Any) -> Any:
+    """One reply from ``reader`` (an error reply as an exception object), reading the socket as
+    needed, with redis-py's errors for a closed socket or a timeout."""
+    reply = reader.gets()
+    while reply is _NOT_ENOUGH_DATA:
+        try:
+            conn._parser.read_from_socket()  # raises redis-py's errors for a closed socket, a timeout ...
+        except OSError as e:  # ... and lets others through, which read_response would wrap
+            raise redis.exceptions.ConnectionError(f"Error while reading from the socket: {e!r}") from e
+        reply = reader.gets()
+    if isinstance(reply, redis.exceptions.ConnectionError):
+        raise reply
+    if conn.health_check_interval:  # as read_response does: a busy connection needs no PING
+        conn.next_health_check = time.monotonic() + conn.health_check_interval
+    return reply
+
+
+def _read_many(conn: Any, n: int, each: Callable[[Any], Any] | None, reader: Any) -> list[Any]:
+    """``n`` replies, error replies as exception objects: straight from ``reader`` (see
+    ``_fast_reader``) when given, else one ``read_response`` each."""
     replies: list[Any] = []
-    plain = getattr(type(conn), "read_response", None) is _PLAIN_READ  # not Sentinel's, not fakeredis's
-    if not plain or _NOT_ENOUGH_DATA is None or reader is None or not hasattr(parser, "read_from_socket"):
-        for _ in range(n):
+    for _ in range(n):
+        if reader is not None:
+            reply = _read_fast(conn, reader)
+        else:
             try:
-                replies.append(conn.read_response())
+                reply = conn.read_response()
             except redis.exceptions.ResponseError as e:
                 replies.append(e)
                 continue
-            if each is not None:
-                each(replies[-1])
-        return replies
-    gets, more = reader.gets, parser.read_from_socket
-    while len(replies) < n:
-        reply = gets()
-        if reply is _NOT_ENOUGH_DATA:
-            try:
-                more()  # raises redis-py's errors for a closed socket or a timeout ...
-            except OSError as e:  # ... and lets others through, which read_response would wrap
-                raise redis.exceptions.ConnectionError(f"Error while reading from the socket: {e!r}") from e
-        elif isinstance(reply, redis.exceptions.ConnectionError):
-            raise reply
-        else:
-            replies.append(reply)
-            if each is not None and not isinstance(reply, redis.exceptions.ResponseError):
-                each(reply)
+        replies.append(reply)
+        if each is not None and not isinstance(reply, redis.exceptions.ResponseError):
+            each(reply)
     return replies
 
 

@@ -4,6 +4,7 @@ single-command calls use."""
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 import redis
@@ -230,3 +231,77 @@ def test_without_hiredis_the_lane_keeps_the_clients_protocol(redis_url: str, nam
     assert m.get_content({"job_id": jobs[1]}) == b"x" * 300_000
     m.claim("w")
     m.close()
+
+
+@pytest.mark.real
+def test_a_lane_whose_connection_was_killed_reconnects_and_answers(redis_url: str, namespace: str) -> None:
+    """The first attempt of a call goes straight to the socket; a connection the server dropped
+    fails it, and redis-py's retry reconnects and sends again."""
+    m = RedisJobDefManager(redis_url, namespace=namespace)
+    jid = m.create({"name": "k"}, b"x")["job_id"]
+    assert m._lane is not None and m._lane._idle
+    admin = redis.Redis.from_url(redis_url)
+    assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+    assert m.get_job(jid).meta["name"] == "k"  # a read, after the kill
+    m.set_status(jid, RunStatus.DISPATCHED)  # a script, after another kill
+    admin.client_kill_filter(_type="normal", skipme=True)
+    assert m.get_job(jid).status == RunStatus.DISPATCHED.value
+    admin.close()
+    m.close()
+
+
+class _Attempts(redis.Connection):
+    made = 0
+
+    def connect(self) -> None:
+        type(self).made += 1
+        super().connect()
+
+
+def test_a_lane_makes_as_many_attempts_as_its_retry_allows() -> None:
+    """The first attempt, made outside redis-py's Retry, counts as one of its attempts."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    pool = redis.ConnectionPool(
+        host="127.0.0.1", port=port, connection_class=_Attempts, retry=Retry(NoBackoff(), 2)
+    )
+    lane = Lane(pool)
+    _Attempts.made = 0
+    with pytest.raises(redis.exceptions.ConnectionError):
+        lane.execute("PING")
+    assert _Attempts.made == 3
+    _Attempts.made = 0
+    with pytest.raises(redis.exceptions.ConnectionError):
+        lane.execute_many(("PING",), ("PING",))
+    assert _Attempts.made == 3
+
+
+@pytest.mark.real
+def test_a_lane_connection_idle_past_its_health_check_is_checked_first(redis_url: str) -> None:
+    """Past ``health_check_interval`` a call goes through redis-py's path, which PINGs first (and
+    reconnects if the PING fails); a busy connection sends no PING."""
+    lane = Lane(redis.ConnectionPool.from_url(redis_url, health_check_interval=30))
+    assert lane.execute("ECHO", "a") == b"a"
+    conn = lane._idle[0]
+    pings = []
+    real = conn._send_ping
+    conn._send_ping = lambda: (pings.append(1), real())[1]
+    assert lane.execute("ECHO", "b") == b"b" and pings == []
+    conn.next_health_check = 0.0  # as if idle for longer than the interval
+    assert lane.execute("ECHO", "c") == b"c" and pings == [1]
+    assert lane.execute("ECHO", "d") == b"d" and pings == [1]  # the read pushed the next check back
+    lane.close()
+
+
+def test_several_commands_pack_to_the_bytes_of_one_pack_each() -> None:
+    packer = Packer()
+    commands = [("HGETALL", b"rj:{n}:job:a"), ("GETRANGE", "k", 0, 262_143), ("HGET", "h", "é✓")]
+    packed = packer.pack_many(commands)
+    assert packed is not None and len(packed) == 1
+    assert packed[0] == b"".join(bytes(p) for c in commands for p in packer.pack(*c))
+    assert packer.pack_many([("SET", "k", memoryview(b"v"))]) is None  # the general path
+    assert packer.pack_many([("SET", "k", b"v" * LARGE_ARGUMENT)]) is None
