@@ -367,7 +367,16 @@ class BlobStore:
             # hash is slower than the read here). A piece cut short: the chunk is gone, replaced.
             key = chunk_keys(self._keys, jid, component, manifest)[0]
             ranges = [(a, min(a + SPLIT, manifest["size"]) - 1) for a in range(0, manifest["size"], SPLIT)]
-            pieces = self.lane.execute_many(*[("GETRANGE", key, a, b) for a, b in ranges], each=sha.update)
+            hashers: list[_Hasher] = []
+
+            def hash_piece(index: int, piece: Any) -> None:
+                if index == 0:  # the first attempt, or one retried after a lost connection
+                    hashers.append(_Hasher())
+                if isinstance(piece, bytes):
+                    hashers[-1].update(piece)
+
+            pieces = self.lane.execute_many(*[("GETRANGE", key, a, b) for a, b in ranges], each=hash_piece)
+            sha = hashers[-1]
             if any(len(piece) != b - a + 1 for (a, b), piece in zip(ranges, pieces, strict=True)):
                 raise _Replaced
             batches, hashed = iter([pieces]), True

@@ -161,13 +161,17 @@ class Lane:
         """Send one command and return its raw reply (no response callbacks)."""
         return self._run(_one, args, None)
 
-    def execute_many(self, *commands: tuple[Any, ...], each: Callable[[Any], Any] | None = None) -> list[Any]:
+    def execute_many(self, *commands: tuple[Any, ...], each: _Each | None = None) -> list[Any]:
         """Send several commands in one write and return their raw replies, in order (a pipeline
         without redis-py's pipeline object). An error reply is raised once every reply is read.
-        ``each`` is called with every other reply as soon as it is read."""
+
+        ``each(index, reply)`` is called with every reply as soon as it is read (an error reply as
+        its exception object), so that the caller can work on it while the rest arrive. An attempt
+        that redis-py's retry repeats (a connection lost mid-way) starts again at index 0: the
+        caller starts afresh there."""
         return self._run(_many, commands, each)  # type: ignore[no-any-return]
 
-    def _run(self, exchange: _Exchange, args: Any, each: Callable[[Any], Any] | None) -> Any:
+    def _run(self, exchange: _Exchange, args: Any, each: _Each | None) -> Any:
         """``exchange(connection, args, each)`` on an idle connection (a new one if none is), with
         redis-py's retries; the connection goes back to the idle list whatever happens."""
         if self._forks != _forks:  # forked since: the parent's sockets are not ours
@@ -202,10 +206,11 @@ class Lane:
             conn.disconnect()
 
 
-_Exchange = Callable[[Any, Any, "Callable[[Any], Any] | None"], Any]
+_Each = Callable[[int, Any], Any]
+_Exchange = Callable[[Any, Any, "_Each | None"], Any]
 
 
-def _exchange(conn: Any, exchange: _Exchange, args: Any, each: Callable[[Any], Any] | None) -> Any:
+def _exchange(conn: Any, exchange: _Exchange, args: Any, each: _Each | None) -> Any:
     # connect() first, as redis-py's pool does: a Sentinel-managed connection asks the Sentinels
     # for the master there (sending on an unconnected one would go to the default address).
     if getattr(conn, "_sock", None) is None:  # (connect() itself costs a retry wrapper per call)
@@ -246,7 +251,7 @@ def _one(conn: Any, args: tuple[Any, ...], _each: Any) -> Any:
     return reply
 
 
-def _many(conn: Any, commands: tuple[tuple[Any, ...], ...], each: Callable[[Any], Any] | None) -> list[Any]:
+def _many(conn: Any, commands: tuple[tuple[Any, ...], ...], each: _Each | None) -> list[Any]:
     reader = _fast_reader(conn)
     packer = getattr(conn, "_command_packer", None)
     packed = packer.pack_many(commands) if isinstance(packer, Packer) else None
@@ -289,7 +294,7 @@ def _read_fast(conn: Any, reader: Any) -> Any:
     return reply
 
 
-def _read_many(conn: Any, n: int, each: Callable[[Any], Any] | None, reader: Any) -> list[Any]:
+def _read_many(conn: Any, n: int, each: _Each | None, reader: Any) -> list[Any]:
     """``n`` replies, error replies as exception objects: straight from ``reader`` (see
     ``_fast_reader``) when given, else one ``read_response`` each."""
     replies: list[Any] = []
@@ -300,11 +305,10 @@ def _read_many(conn: Any, n: int, each: Callable[[Any], Any] | None, reader: Any
             try:
                 reply = conn.read_response()
             except redis.exceptions.ResponseError as e:
-                replies.append(e)
-                continue
+                reply = e
         replies.append(reply)
-        if each is not None and not isinstance(reply, redis.exceptions.ResponseError):
-            each(reply)
+        if each is not None:
+            each(len(replies) - 1, reply)
     return replies
 
 

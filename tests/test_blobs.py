@@ -9,6 +9,7 @@ import os
 import zipfile
 
 import pytest
+import redis
 
 from redisjobs import BlobCorrupt, BlobNotFound, JobNotFound, RedisJobDefManager, UploadExpired
 
@@ -267,3 +268,34 @@ def test_a_single_chunk_is_read_in_pieces_and_verified(make_store) -> None:  # t
     m.client.setrange(key, SPLIT + 5, b"?")
     with pytest.raises(BlobCorrupt, match=jid):
         m.get_content({"job_id": jid})
+
+
+@pytest.mark.real
+def test_a_piecewise_read_retried_midway_is_hashed_afresh(redis_url: str, namespace: str) -> None:
+    """The pieces of a single chunk are hashed as they arrive; when the connection drops after
+    some of them and redis-py's retry reads them all again, the hash starts again too (it used to
+    hash the first pieces twice and report the blob corrupt)."""
+    from redisjobs._blobs import SPLIT
+
+    m = RedisJobDefManager(redis_url, namespace=namespace)
+    data = payload(3 * SPLIT + 99, seed=21)
+    jid = m.create({}, data)["job_id"]
+    assert m.get_content({"job_id": jid}) == data  # the lane's connection is made
+    assert m._lane is not None
+    conn = m._lane._idle[-1]
+    real_read, reads = conn._parser.read_from_socket, {"n": 0, "drop": 0}
+
+    def counted_read(*args, **kwargs):  # type: ignore[no-untyped-def]
+        reads["n"] += 1
+        if reads["n"] == reads["drop"]:
+            raise redis.exceptions.ConnectionError("dropped")
+        return real_read(*args, **kwargs)
+
+    conn._parser.read_from_socket = counted_read
+    assert m.get_content({"job_id": jid}) == data
+    whole = reads["n"]  # socket reads for the manifest and the four pieces
+    assert whole > 4
+    reads["n"], reads["drop"] = 0, whole * 3 // 4  # past the first pieces: hashed already
+    assert m.get_content({"job_id": jid}) == data
+    assert reads["n"] > whole  # the pieces were read again
+    m.close()
