@@ -234,6 +234,13 @@ class ChunkWriter:
             "sha256": self._sha.hexdigest(),
         }
 
+    def hold(self, data: bytes) -> dict[str, Any]:
+        """``write(data)`` then ``finish()`` for a blob small enough to be inline: kept whole for
+        the committing script, nothing sent."""
+        self.size, self.inline, self.registration = len(data), data, b""
+        return {"v": self.version, "size": self.size, "chunks": 0, "inline": True,
+                "sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
+
     def commit_args(self) -> list[bytes | str]:
         """What a committing script needs besides the manifest: the registration to drop, whether
         the blob is inline, and its bytes if so."""
@@ -289,6 +296,8 @@ class BlobStore:
         writer = ChunkWriter(
             self._client, self._keys, jid, component, self.chunk_size, self.inline_max, self.max_size
         )
+        if type(source) is bytes and len(source) <= min(self.inline_max, self.max_size):
+            return writer.hold(source), writer  # small bytes: nothing to send, no chunking
         try:
             self._pour(source, writer)
             return writer.finish(), writer

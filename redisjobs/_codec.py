@@ -122,8 +122,23 @@ def encode_fields(
     and JavaScript write null too), so they read back as None. Values orjson encodes natively are
     stored as their JSON form: tuples read back as lists, datetimes, UUIDs and enums as strings.
     """
+    # The usual case in one tight pass; anything unusual takes the checked pass below, which
+    # names the key and the problem.
     out: list[bytes | str] = []
     size = 0
+    try:
+        for key, value in meta.items():
+            if type(key) is not str or not key or "\x00" in key:
+                break
+            raw, value_json = key.encode(), orjson.dumps(value)
+            size += len(raw) + len(value_json)
+            out += (raw, value_json)
+        else:
+            if size <= max_bytes:
+                return out
+    except (TypeError, UnicodeEncodeError):  # (orjson.JSONEncodeError is a TypeError)
+        pass
+    out, size = [], 0
     for key, value in meta.items():
         name = getattr(key, "value", key)  # a JobMetaKey works as a key
         if not isinstance(name, str) or not name or "\x00" in name:

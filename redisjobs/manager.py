@@ -19,7 +19,6 @@ import socket
 import tempfile
 import threading
 import time
-import uuid
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -121,6 +120,29 @@ def _now() -> float:
 
 def _utc_iso(epoch: float) -> str:
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).isoformat()
+
+
+@functools.lru_cache(maxsize=16)
+def _zone(offset_seconds: int) -> datetime.timezone:
+    return datetime.timezone(datetime.timedelta(seconds=offset_seconds))
+
+
+def _local_iso(epoch: float) -> str:
+    """``epoch`` in this machine's local time, with its UTC offset then, as ISO 8601 (what
+    ``datetime.fromtimestamp(epoch).astimezone().isoformat()`` gives, at half the cost)."""
+    return datetime.datetime.fromtimestamp(epoch, _zone(time.localtime(epoch).tm_gmtoff)).isoformat()
+
+
+def _uuid4() -> str:
+    """A random (version 4) UUID as text, as ``str(uuid.uuid4())`` makes it, at half the cost."""
+    bits = int.from_bytes(os.urandom(16), "big") & _UUID_CLEAR | _UUID_SET
+    h = f"{bits:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+# Version 4 in bits 76-79, the RFC 4122 variant (binary 10) in bits 62-63.
+_UUID_CLEAR = ~((0xF << 76) | (0x3 << 62))
+_UUID_SET = (0x4 << 76) | (0x2 << 62)
 
 
 @functools.lru_cache(maxsize=8)
@@ -231,9 +253,9 @@ def _request_id() -> str:
     return os.urandom(9).hex()
 
 
-def _local_offset_seconds() -> int:
-    offset = datetime.datetime.now().astimezone().utcoffset()
-    return int(offset.total_seconds()) if offset else 0
+def _local_offset_seconds(epoch: float) -> int:
+    """This machine's UTC offset at ``epoch``, in seconds east of UTC."""
+    return time.localtime(epoch).tm_gmtoff
 
 
 class RedisJobDefManager:
@@ -494,15 +516,15 @@ class RedisJobDefManager:
             raise InvalidMeta(None, f"meta must be a dict, got {type(meta).__name__}")
         jid = meta.get("job_id")
         if not jid:
-            jid = str(uuid.uuid4())
-            meta["job_id"] = jid
+            jid = meta["job_id"] = _uuid4()
+            return jid
         return check_job_id(jid)
 
     @staticmethod
     def _stamp(meta: dict[str, Any]) -> None:
         now = _now()
         meta["submit_time"] = now
-        meta["submit_time_iso"] = datetime.datetime.fromtimestamp(now).astimezone().isoformat()
+        meta["submit_time_iso"] = _local_iso(now)
         meta["start_time"] = ""
         meta["duration"] = "N/A"
         meta["status"] = RunStatus.SUBMITTED.value
@@ -800,7 +822,9 @@ class RedisJobDefManager:
         approvals = _split_approvals(jid, fields, self.max_meta_bytes)
         encoded = encode_fields(jid, fields, max_bytes=self.max_meta_bytes)
         now = _now()
-        start_time = _utc_iso(now)
+        # Only a status change uses times: start_time on RUNNING, the local offset for durations.
+        start_time = dumps(_utc_iso(now)) if status == RunStatus.RUNNING.value else b'""'
+        offset = _local_offset_seconds(now) if status else 0
         k = self.keys
         # A call that moves the status keeps a request record: repeated after it ran, a
         # compare-and-set or an owner's call would be refused, and any would report "no change".
@@ -822,8 +846,8 @@ class RedisJobDefManager:
                 status,
                 expected_value,
                 int(now * 1_000_000),
-                dumps(start_time),
-                _local_offset_seconds(),
+                start_time,
+                offset,
                 self.actor,
                 self.event_maxlen,
                 priority,
@@ -999,7 +1023,7 @@ class RedisJobDefManager:
         _ok, rows = self._s.settle(
             keys=[k.leases, k.owners, k.queue, k.events, k.jobs, *k.status_sets, *(k.job(j) for j in ids)],
             args=[mode, owner, to_d, to_r, self.actor, self.event_maxlen, int(now * 1_000_000),
-                  dumps(_utc_iso(now)), _local_offset_seconds(), *ids],
+                  dumps(_utc_iso(now)), _local_offset_seconds(now), *ids],
         )  # fmt: skip
         return [Settled(*(v.decode() for v in row)) for row in rows]
 

@@ -1549,3 +1549,40 @@ def test_every_status_pair_moves_exactly_as_the_python_table_says(store: RedisJo
                 assert store.get_job(jid).meta["status"] == old, (old, new)
             assert jid in {j.job_id for j in store.get_jobs_by_status(store.get_job(jid).meta["status"])}
     assert store.check_invariants() == []
+
+
+def test_local_times_follow_daylight_saving_as_datetime_does() -> None:
+    """``submit_time_iso`` is built from the offset at that instant (not the current one)."""
+    from redisjobs.manager import _local_iso, _local_offset_seconds
+
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "EST5EDT,M3.2.0,M11.1.0"  # US Eastern, as a POSIX rule: no tzdata needed
+    time.tzset()
+    try:
+        winter, summer = 1767268800.25, 1782907200.5  # 2026-01-01 and 2026-07-01, 12:00 UTC
+        assert _local_iso(winter).endswith("-05:00") and _local_iso(summer).endswith("-04:00")
+        for epoch in (winter, summer, time.time()):
+            assert _local_iso(epoch) == datetime.datetime.fromtimestamp(epoch).astimezone().isoformat()
+        assert (_local_offset_seconds(winter), _local_offset_seconds(summer)) == (-5 * 3600, -4 * 3600)
+    finally:
+        if old is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+
+
+def test_new_job_ids_are_random_version_4_uuids() -> None:
+    from redisjobs.manager import _uuid4
+
+    ids = [_uuid4() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    # Every one of the 122 random bits varies.
+    varying = 0
+    for bit in range(128):
+        if len({(uuid.UUID(t).int >> bit) & 1 for t in ids}) == 2:
+            varying += 1
+    assert varying == 122
