@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
@@ -231,37 +231,53 @@ def pairs_to_dict(flat: list[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-#: In the name cache: an approval field (never spliced as a meta key).
-_APPROVAL_MARK = b""
+#: Field names as they open a JSON object, b'{"name":', or follow a value in one, b',"name":';
+#: cached like ``_QUOTED`` (never an approval field's).
+_OPENING: dict[bytes, bytes] = {}
+_FOLLOWING: dict[bytes, bytes] = {}
 
 
-def _name_of(name: bytes) -> bytes:
-    """``name`` JSON-quoted, or the approval mark; cached like ``_quoted``."""
-    if name.startswith(_APPROVAL_PREFIX):
-        return _APPROVAL_MARK
-    return _quoted(name)
+def _splice(flat: list[bytes]) -> bytes | None:
+    """One job's hash (a flat field/value array) as a JSON object, or None when it has approval
+    fields (``decode_flat_meta`` gathers those); caches its names for ``decode_metas``."""
+    out: list[bytes] = []
+    for i in range(0, len(flat), 2):
+        name = flat[i]
+        if name.startswith(_APPROVAL_PREFIX):
+            return None
+        quoted = _quoted(name)
+        if len(_OPENING) < 10_000:
+            _OPENING[name], _FOLLOWING[name] = b"{" + quoted + b":", b"," + quoted + b":"
+        out += [b"," if i else b"{", quoted, b":", flat[i + 1]]
+    out.append(b"}")
+    return b"".join(out)
 
 
 def decode_metas(replies: list[list[bytes]]) -> list[dict[str, Any]]:
     """``decode_flat_meta`` for many jobs at once (empty replies skipped): every job without
-    approval fields is spliced into one JSON array and decoded by a single ``orjson.loads``."""
-    get = _QUOTED.get
+    approval fields is spliced into one JSON array and decoded by a single ``orjson.loads``.
+
+    A job whose field names are all cached is spliced by C loops alone: its names swapped for their
+    quoted forms (with the separators) in a copy of its array, joined. Any other takes ``_splice``.
+    """
+    opening, following = _OPENING.get, _FOLLOWING.get
     parts: list[bytes] = []
     special: dict[int, dict[str, Any]] = {}
     for flat in replies:
         if not flat:
             continue
-        names = flat[0::2]
-        cached = list(map(get, names))
-        if None in cached:  # a name not cached yet, or an approval
-            quoted = [q if q is not None else _name_of(n) for q, n in zip(cached, names, strict=True)]
-        else:
-            quoted = cast(list[bytes], cached)
-        if _APPROVAL_MARK in quoted:
-            special[len(parts)] = decode_flat_meta(flat)
-            parts.append(b"0")
-        else:
-            parts.append(b"{" + b",".join(map(b":".join, zip(quoted, flat[1::2], strict=True))) + b"}")
+        spliced: list[Any] = flat[:]
+        spliced[0] = opening(flat[0])
+        spliced[2::2] = map(following, flat[2::2])
+        spliced.append(b"}")
+        try:
+            parts.append(b"".join(spliced))
+        except TypeError:  # a name not cached yet (None), or an approval field (never cached)
+            one = _splice(flat)
+            if one is None:
+                special[len(parts)] = decode_flat_meta(flat)
+                one = b"0"
+            parts.append(one)
     if not parts:
         return []
     metas: list[dict[str, Any]] = orjson.loads(b"[" + b",".join(parts) + b"]")

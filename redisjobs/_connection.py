@@ -277,10 +277,12 @@ def _fast_reader(conn: Any) -> Any:
     return reader if reader is not None and hasattr(parser, "read_from_socket") else None
 
 
-def _read_fast(conn: Any, reader: Any) -> Any:
+def _read_fast(conn: Any, reader: Any, reply: Any = _NOT_ENOUGH_DATA) -> Any:
     """One reply from ``reader`` (an error reply as an exception object), reading the socket as
-    needed, with redis-py's errors for a closed socket or a timeout."""
-    reply = reader.gets()
+    needed, with redis-py's errors for a closed socket or a timeout. ``reply``: what the caller's
+    own ``reader.gets()`` just returned, if it called it."""
+    if reply is _NOT_ENOUGH_DATA:
+        reply = reader.gets()
     while reply is _NOT_ENOUGH_DATA:
         try:
             conn._parser.read_from_socket()  # raises redis-py's errors for a closed socket, a timeout ...
@@ -298,9 +300,12 @@ def _read_many(conn: Any, n: int, each: _Each | None, reader: Any) -> list[Any]:
     """``n`` replies, error replies as exception objects: straight from ``reader`` (see
     ``_fast_reader``) when given, else one ``read_response`` each."""
     replies: list[Any] = []
+    gets = reader.gets if reader is not None else None
     for _ in range(n):
-        if reader is not None:
-            reply = _read_fast(conn, reader)
+        if gets is not None:
+            reply = gets()  # a reply already received: the common case in a batch
+            if reply is _NOT_ENOUGH_DATA or isinstance(reply, redis.exceptions.ConnectionError):
+                reply = _read_fast(conn, reader, reply)
         else:
             try:
                 reply = conn.read_response()

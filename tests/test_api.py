@@ -1586,3 +1586,28 @@ def test_new_job_ids_are_random_version_4_uuids() -> None:
         if len({(uuid.UUID(t).int >> bit) & 1 for t in ids}) == 2:
             varying += 1
     assert varying == 122
+
+
+def test_batch_decoding_splices_any_field_names_as_one_job_alone() -> None:
+    """The batch decoder swaps cached names in by C loops and learns new ones on the way; names
+    that need JSON escaping, approval fields anywhere, and one-field hashes all decode as a single
+    job's read does, whether their names are new or already cached."""
+    from redisjobs._codec import APPROVAL_FIELD, decode_flat_meta, decode_metas
+
+    approval = (APPROVAL_FIELD + "rev").encode()
+    odd = ['q"uote', "back\\slash", "tab\t", "ünï ✓", "/slash", "\u2028line", "x" * 300]
+    hashes: list[list[bytes]] = [
+        [b"name", b'"a"', b"priority", b"2"],
+        [k.encode() for pair in ((n, '"v"') for n in odd) for k in pair],
+        [approval, b'[true,"ok"]', b"name", b'"b"'],
+        [b"name", b'"c"', approval, b'[false,"no"]', b"status", b'"SUBMITTED"'],
+        [b"only", b"1"],
+        [],
+        [b"name", b'"d"', b"new field", b"{}"],
+        [b"approvals", b"{}", b"name", b'"e"'],
+    ]
+    expected = [decode_flat_meta(h) for h in hashes if h]
+    assert decode_metas(hashes) == expected  # names new to the cache
+    assert decode_metas(hashes) == expected  # and cached
+    assert decode_metas(list(reversed(hashes))) == list(reversed(expected))
+    assert expected[1] == {n: "v" for n in odd} and expected[2]["approvals"] == {"rev": [True, "ok"]}
