@@ -929,7 +929,7 @@ class RedisJobDefManager:
             _ok, got, head, _expiry, stale = self._s.claim(
                 keys=[*k.claim_keys, k.claim_requests, *[prefix + jid for jid in candidates]],
                 args=[owner, int(lease * 1000), limit - len(claimed), window, self.actor, self.event_maxlen,
-                      _now(), len(prefix), _request_id()],
+                      _now(), prefix, _request_id()],
             )  # fmt: skip
             self._claim_gap = _gap(candidates, got, stale, self._claim_gap)
             candidates = self._queue_head = head

@@ -190,6 +190,23 @@ def test_stale_head_with_limit_claims_in_queue_order(make_store: Any) -> None:
     assert queued(m2) == [low[2]]
 
 
+@pytest.mark.parametrize("limit", [5, 60])
+def test_claims_past_a_stale_head_keep_queue_order_with_few_or_many_candidates(
+    make_store: Any, limit: int
+) -> None:
+    """The script finds a candidate's key by scanning a few, or by indexing many (over 32): either
+    way, what is claimed is the queue's head in order, across managers that make it stale."""
+    m1, m2 = make_store(), make_store()
+    jobs = [submit(m1, priority=i % 3) for i in range(3 * limit)]
+    expected = sorted(jobs, key=lambda j: -(jobs.index(j) % 3))  # by priority, then submit order
+    got = ids(m1.claim("one", limit=limit))
+    got += ids(m2.claim("two", limit=limit))  # m1's cached head is now stale
+    urgent = submit(m2, priority=5)
+    got += ids(m1.claim("one", limit=limit))
+    assert got == [*expected[: 2 * limit], urgent, *expected[2 * limit : 3 * limit - 1]]
+    assert ids(m1.claim("one", limit=limit)) == expected[3 * limit - 1 :]
+
+
 # -- only the owner ------------------------------------------------------------------------------
 
 

@@ -28,7 +28,7 @@
     ARGV[5] actor
     ARGV[6] event stream cap
     ARGV[7] time (epoch seconds)
-    ARGV[8] length of the job-hash key prefix (a candidate's id is its key after the prefix)
+    ARGV[8] the job-hash key prefix (a candidate's key is the prefix and its id)
     ARGV[9] request id
 
   Output:
@@ -43,20 +43,33 @@
 local owner, limit, window = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
 local expiry = server_ms() + tonumber(ARGV[2])
 
-local index, skip = {}, tonumber(ARGV[8]) + 1
-for i = 9, #KEYS do index[string.sub(KEYS[i], skip)] = i end
+-- A job's key if it is one of the candidates, else nil. Lua strings are interned, so comparing two
+-- compares pointers: a scan of a few candidates costs less than indexing them; many are indexed.
+local prefix = ARGV[8]
+local index = nil
+if #KEYS > 8 + 32 then
+  index = {}
+  for i = 9, #KEYS do index[KEYS[i]] = true end
+end
+local function candidate(jid)
+  local key = prefix .. jid
+  if index then return index[key] and key or nil end
+  for i = 9, #KEYS do
+    if KEYS[i] == key then return key end
+  end
+  return nil
+end
 
 local prior = redis.call("HGET", KEYS[8], owner)
-local words = {}
-if prior then
+if prior and string.find(prior, ARGV[9] .. " ", 1, true) == 1 then
+  local words = {}
   for word in string.gmatch(prior, "%S+") do words[#words + 1] = word end
-end
-if words[1] == ARGV[9] then
   local claimed = {}
   for n = 4, #words do
     local jid = words[n]
-    if index[jid] and redis.call("HGET", KEYS[3], jid) == owner then
-      claimed[#claimed + 1] = {jid, redis.call("HGETALL", KEYS[index[jid]])}
+    local key = candidate(jid)
+    if key and redis.call("HGET", KEYS[3], jid) == owner then
+      claimed[#claimed + 1] = {jid, redis.call("HGETALL", key)}
     end
   end
   return {OK, claimed, redis.call("ZRANGE", KEYS[1], 0, window - 1), tonumber(words[2]), tonumber(words[3])}
@@ -67,12 +80,11 @@ local top = redis.call("ZRANGE", KEYS[1], 0, limit + window - 1)
 local claimed, stale = {}, 0
 for n = 1, math.min(limit, #top) do
   local jid = top[n]
-  local i = index[jid]
-  if not i then stale = 1; break end
-  local job_key = KEYS[i]
+  local job_key = candidate(jid)
+  if not job_key then stale = 1; break end
   redis.call("ZREM", KEYS[1], jid)
   redis.call("SMOVE", KEYS[6], KEYS[7], jid)
-  redis.call("HSET", job_key, "status", json_str("DISPATCHED"))
+  redis.call("HSET", job_key, "status", '"DISPATCHED"')
   redis.call("ZADD", KEYS[2], expiry, jid)
   redis.call("HSET", KEYS[3], jid, owner)
   emit(KEYS[4], ARGV[6], jid, "claim", "SUBMITTED", "DISPATCHED", ARGV[5], ARGV[7])
