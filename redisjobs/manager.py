@@ -634,13 +634,15 @@ class RedisJobDefManager:
         """The job object callers get (the NVFlare adapter returns NVFlare's ``Job`` instead)."""
         return Job.from_meta(meta)
 
-    def _fetch(self, ids: Sequence[str]) -> list[Job]:
-        """Jobs for ``ids`` in that order, one round trip per batch; missing ones skipped."""
+    def _fetch(self, ids: Sequence[str | bytes]) -> list[Job]:
+        """Jobs for ``ids`` (str, or bytes as Redis returns them) in that order, one round trip per
+        batch; missing ones skipped."""
         out: list[Job] = []
         prefix = self.keys.job_prefix
         scripts, lane = self._s, self._lane
         for start in range(0, len(ids), self.batch_size):
-            keys = [prefix + jid.encode() for jid in ids[start : start + self.batch_size]]
+            batch = ids[start : start + self.batch_size]
+            keys = [prefix + (jid if type(jid) is bytes else jid.encode()) for jid in batch]  # type: ignore[union-attr]
             if lane is not None:  # pipelined HGETALLs: cheaper for the server than a script's
                 replies = lane.execute_many(*[("HGETALL", key) for key in keys])
                 if not lane.resp2:
@@ -720,11 +722,14 @@ class RedisJobDefManager:
         back to SUBMITTED is schedulable again.
         """
         out: list[Job] = []
-        start = 0
+        start, lane = 0, self._lane
         while True:
-            ids = [
-                m.decode() for m in self.client.zrange(self.keys.queue, start, start + self.batch_size - 1)
-            ]
+            end = start + self.batch_size - 1
+            ids = (
+                lane.execute("ZRANGE", self.keys.queue, start, end)
+                if lane
+                else self.client.zrange(self.keys.queue, start, end)
+            )
             out += self._fetch(ids)
             if len(ids) < self.batch_size:
                 return out
