@@ -165,6 +165,7 @@ class Scripts:
             run = {name: LaneScript(lane, script) for name, script in self.by_name.items()}
         self.create = run["create"]
         self.update = run["update"]
+        self.set_fields = run["setFields"]
         self.approve = run["approve"]
         self.delete = run["delete"]
         self.commit_blob = run["commitBlob"]

@@ -826,6 +826,10 @@ class RedisJobDefManager:
         priority = str(check_priority(jid, fields["priority"])) if "priority" in fields else ""
         approvals = _split_approvals(jid, fields, self.max_meta_bytes)
         encoded = encode_fields(jid, fields, max_bytes=self.max_meta_bytes)
+        if not (status or expected_value or owner or priority):  # fields only: a lighter script
+            code, *rest = self._s.set_fields(keys=[self.keys.job(jid)], args=[*approvals, *encoded])
+            raise_for_code(code, jid, rest)
+            return False
         now = _now()
         # Only a status change uses times: start_time on RUNNING, the local offset for durations.
         start_time = dumps(_utc_iso(now)) if status == RunStatus.RUNNING.value else b'""'
