@@ -15,7 +15,8 @@
 ]]
 -- @include "common"
 
-if redis.call("EXISTS", KEYS[1]) == 0 then return {E_NOT_FOUND} end
-local cur = unjson_str(redis.call("HGET", KEYS[1], "status")) or ""
+local raw = redis.call("HGET", KEYS[1], "status")
+if not raw and redis.call("EXISTS", KEYS[1]) == 0 then return {E_NOT_FOUND} end
+local cur = unjson_str(raw) or ""
 hset_range(KEYS[1], 1, #ARGV)
 return {NOOP, cur}

@@ -66,13 +66,15 @@ local function done(code, old)
   return {code, old}
 end
 
-if redis.call("EXISTS", KEYS[1]) == 0 then return {E_NOT_FOUND} end
-local cur = unjson_str(redis.call("HGET", KEYS[1], "status")) or ""
+local raw = redis.call("HGET", KEYS[1], "status")
+if not raw and redis.call("EXISTS", KEYS[1]) == 0 then return {E_NOT_FOUND} end
+local cur = unjson_str(raw) or ""
 if expected ~= "" and cur ~= expected then return {E_CONFLICT, cur} end
 local change = new ~= "" and new ~= cur
 if change and not can_move(cur, new) then return {E_TRANSITION, cur} end
+local holder = false
 if change then
-  local holder = redis.call("HGET", KEYS[6], jid)
+  holder = redis.call("HGET", KEYS[6], jid)
   local needs_owner = holder and (new == "RUNNING" or new == "SUBMITTED")
   if (asserted ~= "" and holder ~= asserted) or (needs_owner and holder ~= asserted) then
     return {E_NOT_OWNER, holder or ""}
@@ -85,7 +87,8 @@ hset_range(KEYS[1], 12, #ARGV)
 if change then
   local ctx = {status0 = 6, queue = KEYS[3], jobs = KEYS[2], events = KEYS[4], leases = KEYS[5],
                owners = KEYS[6], now_us = tonumber(ARGV[4]), time = tonumber(ARGV[4]) / 1e6,
-               start_time = ARGV[5], offset = ARGV[6], actor = ARGV[7], maxlen = ARGV[8]}
+               start_time = ARGV[5], offset = ARGV[6], actor = ARGV[7], maxlen = ARGV[8],
+               claimed = holder and true or false}
   move(ctx, KEYS[1], jid, cur, new, "status")
   return done(OK, cur)
 end

@@ -10,28 +10,31 @@
     ctx.start_time   orjson string written as start_time on RUNNING
     ctx.offset       client's UTC offset in seconds (start times without one)
     ctx.actor, ctx.maxlen
+    ctx.claimed      false when the caller knows the job has no owner (nothing to let go of)
 ]]
 local function move(ctx, job_key, jid, cur, new, op)
-  redis.call("HSET", job_key, "status", json_str(new))
-  local from = status_index(cur)
-  if from then redis.call("SREM", KEYS[ctx.status0 + from], jid) end
-  redis.call("SADD", KEYS[ctx.status0 + status_index(new)], jid)
+  -- The status and the time it sets, in one HSET.
+  local fields = {"status", json_str(new)}
+  if new == "RUNNING" then
+    fields[3], fields[4] = "start_time", ctx.start_time
+  elseif is_timed(new) then
+    local start = unjson_str(redis.call("HGET", job_key, "start_time"))
+    local start_us = start and start ~= "" and iso_to_us(start, ctx.offset)
+    if start_us then fields[3], fields[4] = "duration", json_str(timedelta_str(ctx.now_us - start_us)) end
+  end
+  redis.call("HSET", job_key, unpack(fields))
+  local from, to = status_index(cur), KEYS[ctx.status0 + status_index(new)]
+  if not from or redis.call("SMOVE", KEYS[ctx.status0 + from], to, jid) == 0 then
+    redis.call("SADD", to, jid)
+  end
   if cur == "SUBMITTED" then redis.call("ZREM", ctx.queue, jid) end
   if new == "SUBMITTED" then
     local priority = tonumber(redis.call("HGET", job_key, "priority")) or 0
     local seq = tonumber(redis.call("ZSCORE", ctx.jobs, jid)) or 0
     redis.call("ZADD", ctx.queue, queue_score(priority, seq), jid)
   end
-  if new == "RUNNING" then
-    redis.call("HSET", job_key, "start_time", ctx.start_time)
-  elseif is_timed(new) then
-    local start = unjson_str(redis.call("HGET", job_key, "start_time"))
-    local start_us = start and start ~= "" and iso_to_us(start, ctx.offset)
-    if start_us then
-      redis.call("HSET", job_key, "duration", json_str(timedelta_str(ctx.now_us - start_us)))
-    end
-  end
-  if new ~= "DISPATCHED" and new ~= "RUNNING" then
+  -- Leaving the held statuses lets go of the lease (unless the caller knows there is none).
+  if new ~= "DISPATCHED" and new ~= "RUNNING" and ctx.claimed ~= false then
     redis.call("ZREM", ctx.leases, jid)
     redis.call("HDEL", ctx.owners, jid)
   end
