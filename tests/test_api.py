@@ -6,6 +6,7 @@ and the fixture checks the index invariants (and orphan chunks) after each one.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import io
 import json
@@ -15,7 +16,7 @@ import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -143,20 +144,28 @@ def run_threads(targets: list[Callable[[], None]]) -> None:
         raise errors[0]
 
 
-@pytest.fixture
-def india_tz() -> Any:
-    """Local time UTC+05:30 (a POSIX TZ string: no tzdata needed), restored afterwards."""
+@contextlib.contextmanager
+def local_zone(rule: str) -> Iterator[None]:
+    """This process's local time zone set to ``rule`` (a POSIX TZ string: no tzdata needed), and
+    restored afterwards."""
     old = os.environ.get("TZ")
-    os.environ["TZ"] = "IST-5:30"
+    os.environ["TZ"] = rule
     time.tzset()
     try:
-        yield datetime.timezone(datetime.timedelta(hours=5, minutes=30))
+        yield
     finally:
         if old is None:
             os.environ.pop("TZ", None)
         else:
             os.environ["TZ"] = old
         time.tzset()
+
+
+@pytest.fixture
+def india_tz() -> Any:
+    """Local time UTC+05:30, restored afterwards."""
+    with local_zone("IST-5:30"):
+        yield datetime.timezone(datetime.timedelta(hours=5, minutes=30))
 
 
 # -- job ids: checked first, before any Redis call -------------------------------------------------
@@ -1555,21 +1564,12 @@ def test_local_times_follow_daylight_saving_as_datetime_does() -> None:
     """``submit_time_iso`` is built from the offset at that instant (not the current one)."""
     from redisjobs.manager import _local_iso, _local_offset_seconds
 
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = "EST5EDT,M3.2.0,M11.1.0"  # US Eastern, as a POSIX rule: no tzdata needed
-    time.tzset()
-    try:
+    with local_zone("EST5EDT,M3.2.0,M11.1.0"):  # US Eastern
         winter, summer = 1767268800.25, 1782907200.5  # 2026-01-01 and 2026-07-01, 12:00 UTC
         assert _local_iso(winter).endswith("-05:00") and _local_iso(summer).endswith("-04:00")
         for epoch in (winter, summer, time.time()):
             assert _local_iso(epoch) == datetime.datetime.fromtimestamp(epoch).astimezone().isoformat()
         assert (_local_offset_seconds(winter), _local_offset_seconds(summer)) == (-5 * 3600, -4 * 3600)
-    finally:
-        if old is None:
-            os.environ.pop("TZ", None)
-        else:
-            os.environ["TZ"] = old
-        time.tzset()
 
 
 def test_new_job_ids_are_random_version_4_uuids() -> None:
