@@ -219,10 +219,7 @@ class ChunkWriter:
         self._tail, self._buf = None, bytearray()
         if not self._registered and not self._pending and self.size <= self.inline_max:
             # Everything is still held here: keep it for the committing script instead.
-            self.inline = bytes(rest)
-            self.registration = b""
-            return {"v": self.version, "size": self.size, "chunks": 0, "inline": True,
-                    "sha256": self._sha.hexdigest()}  # fmt: skip
+            return self._keep_inline(bytes(rest), self._sha.hexdigest())
         if len(rest):
             self._pending.append(rest)
         self._send()
@@ -237,9 +234,12 @@ class ChunkWriter:
     def hold(self, data: bytes) -> dict[str, Any]:
         """``write(data)`` then ``finish()`` for a blob small enough to be inline: kept whole for
         the committing script, nothing sent."""
-        self.size, self.inline, self.registration = len(data), data, b""
-        return {"v": self.version, "size": self.size, "chunks": 0, "inline": True,
-                "sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
+        self.size = len(data)
+        return self._keep_inline(data, hashlib.sha256(data).hexdigest())
+
+    def _keep_inline(self, data: bytes, sha256: str) -> dict[str, Any]:
+        self.inline, self.registration = data, b""
+        return {"v": self.version, "size": self.size, "chunks": 0, "inline": True, "sha256": sha256}
 
     def commit_args(self) -> list[bytes | str]:
         """What a committing script needs besides the manifest: the registration to drop, whether

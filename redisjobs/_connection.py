@@ -71,19 +71,8 @@ class Packer:
 
     def pack(self, *args: Any) -> list[bytes | memoryview]:
         if self._fast is not None:
-            # The common case, checked in one pass: a one-word command name, then small bytes,
-            # str, int and float arguments, which hiredis packs as they are.
-            first = args[0]
-            if type(first) is str and " " not in first:
-                for arg in args:
-                    kind = type(arg)
-                    if kind is bytes:
-                        if len(arg) >= LARGE_ARGUMENT:
-                            break
-                    elif kind is not str and kind is not int and kind is not float:
-                        break
-                else:
-                    return [_hiredis_pack(args)]
+            if _packs_as_is(args):  # the common case
+                return [_hiredis_pack(args)]
             for arg in args:
                 if isinstance(arg, bytes | bytearray | memoryview) and len(arg) >= LARGE_ARGUMENT:
                     break
@@ -94,20 +83,25 @@ class Packer:
     def pack_many(self, commands: Sequence[tuple[Any, ...]]) -> list[bytes] | None:
         """Several commands in one buffer, when hiredis packs each of them as it is (see
         ``pack``); else None (the caller packs them one by one)."""
-        if self._fast is None:
+        if self._fast is None or not all(map(_packs_as_is, commands)):
             return None
-        for args in commands:
-            first = args[0]
-            if type(first) is not str or " " in first:
-                return None
-            for arg in args:
-                kind = type(arg)
-                if kind is bytes:
-                    if len(arg) >= LARGE_ARGUMENT:
-                        return None
-                elif kind is not str and kind is not int and kind is not float:
-                    return None
         return [b"".join(map(_hiredis_pack, commands))]
+
+
+def _packs_as_is(args: tuple[Any, ...]) -> bool:
+    """Whether hiredis packs this command as it is, checked in one pass: a one-word command name,
+    then small bytes, str, int and float arguments."""
+    first = args[0]
+    if type(first) is not str or " " in first:
+        return False
+    for arg in args:
+        kind = type(arg)
+        if kind is bytes:
+            if len(arg) >= LARGE_ARGUMENT:
+                return False
+        elif kind is not str and kind is not int and kind is not float:
+            return False
+    return True
 
 
 #: How many times this process is a fork's child, counted at each fork (cheaper to compare than

@@ -130,7 +130,7 @@ def _zone(offset_seconds: int) -> datetime.timezone:
 def _local_iso(epoch: float) -> str:
     """``epoch`` in this machine's local time, with its UTC offset then, as ISO 8601 (what
     ``datetime.fromtimestamp(epoch).astimezone().isoformat()`` gives, at half the cost)."""
-    return datetime.datetime.fromtimestamp(epoch, _zone(time.localtime(epoch).tm_gmtoff)).isoformat()
+    return datetime.datetime.fromtimestamp(epoch, _zone(_local_offset_seconds(epoch))).isoformat()
 
 
 def _uuid4() -> str:
@@ -642,7 +642,7 @@ class RedisJobDefManager:
         scripts, lane = self._s, self._lane
         for start in range(0, len(ids), self.batch_size):
             batch = ids[start : start + self.batch_size]
-            keys = [prefix + (jid if type(jid) is bytes else jid.encode()) for jid in batch]  # type: ignore[union-attr]
+            keys = [prefix + (jid.encode() if isinstance(jid, str) else jid) for jid in batch]
             if lane is not None:  # pipelined HGETALLs: cheaper for the server than a script's
                 replies = lane.execute_many(*[("HGETALL", key) for key in keys])
                 if not lane.resp2:
@@ -727,7 +727,7 @@ class RedisJobDefManager:
             end = start + self.batch_size - 1
             ids = (
                 lane.execute("ZRANGE", self.keys.queue, start, end)
-                if lane
+                if lane is not None
                 else self.client.zrange(self.keys.queue, start, end)
             )
             out += self._fetch(ids)

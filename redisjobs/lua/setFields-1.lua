@@ -15,8 +15,7 @@
 ]]
 -- @include "common"
 
-local raw = redis.call("HGET", KEYS[1], "status")
-if not raw and redis.call("EXISTS", KEYS[1]) == 0 then return {E_NOT_FOUND} end
-local cur = unjson_str(raw) or ""
+local cur = job_status(KEYS[1])
+if not cur then return {E_NOT_FOUND} end
 hset_range(KEYS[1], 1, #ARGV)
 return {NOOP, cur}

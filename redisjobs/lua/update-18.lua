@@ -66,9 +66,8 @@ local function done(code, old)
   return {code, old}
 end
 
-local raw = redis.call("HGET", KEYS[1], "status")
-if not raw and redis.call("EXISTS", KEYS[1]) == 0 then return {E_NOT_FOUND} end
-local cur = unjson_str(raw) or ""
+local cur = job_status(KEYS[1])
+if not cur then return {E_NOT_FOUND} end
 if expected ~= "" and cur ~= expected then return {E_CONFLICT, cur} end
 local change = new ~= "" and new ~= cur
 if change and not can_move(cur, new) then return {E_TRANSITION, cur} end

@@ -13,6 +13,14 @@ local function unjson_str(v)
   return v
 end
 
+-- A job's status ("" if it has none), or nil when there is no such job: one HGET, and an EXISTS
+-- only when the status field is missing.
+local function job_status(job_key)
+  local raw = redis.call("HGET", job_key, "status")
+  if not raw and redis.call("EXISTS", job_key) == 0 then return nil end
+  return unjson_str(raw) or ""
+end
+
 -- HSET of field/value pairs taken from ARGV[first..last], in batches (unpack() has a limit).
 local function hset_range(key, first, last)
   local i = first
