@@ -38,11 +38,12 @@ def _claimer(url: str, ns: str, seconds: float, start: Any, out: Any) -> None:
     m = RedisJobDefManager(url, namespace=ns)
     m.client.ping()
     m.claim("warm-up", limit=1)
+    owner = f"p{os.getpid()}"
     start.wait()
     cpu, began = _cpu(), time.perf_counter()
     n, stop = 0, began + seconds
     while time.perf_counter() < stop:
-        got = len(m.claim(f"p{os.getpid()}", limit=1, lease=600))
+        got = len(m.claim(owner, limit=1, lease=600))
         if not got:
             break  # the queue ran dry: count only the time spent claiming
         n += got

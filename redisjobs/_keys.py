@@ -51,7 +51,7 @@ class Keys:
         #: ``job(jid)`` is ``job_prefix + jid`` (bytes, for hot paths that hold ids as bytes).
         self.job_prefix = (p + "job:").encode()
         #: The fixed KEYS of the claim script, in its order.
-        self.claim_keys = (self.queue, self.leases, self.owners, self.events, self.jobs,
+        self.claim_keys = (self.queue, self.leases, self.owners, self.events,
                            self._status_set["SUBMITTED"], self._status_set["DISPATCHED"])  # fmt: skip
 
         #: owner -> the record of its last claim (see claim's script)

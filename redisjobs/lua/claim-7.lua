@@ -15,11 +15,10 @@
     KEYS[2] leases zset         leases
     KEYS[3] owners hash         owners
     KEYS[4] event stream        events
-    KEYS[5] all jobs zset       jobs
-    KEYS[6] status:SUBMITTED
-    KEYS[7] status:DISPATCHED
-    KEYS[8] claim records hash  claimreq (owner -> its last claim: request id, expiry, stale, ids)
-    KEYS[9 ..] the candidates' job hashes, in queue order as last seen
+    KEYS[5] status:SUBMITTED
+    KEYS[6] status:DISPATCHED
+    KEYS[7] claim records hash  claimreq (owner -> its last claim: request id, expiry, stale, ids)
+    KEYS[8 ..] the candidates' job hashes, in queue order as last seen
 
     ARGV[1] owner
     ARGV[2] lease, milliseconds
@@ -47,20 +46,20 @@ local expiry = server_ms() + tonumber(ARGV[2])
 -- compares pointers: a scan of a few candidates costs less than indexing them; many are indexed.
 local prefix = ARGV[8]
 local index = nil
-if #KEYS > 8 + 32 then
+if #KEYS > 7 + 32 then
   index = {}
-  for i = 9, #KEYS do index[KEYS[i]] = true end
+  for i = 8, #KEYS do index[KEYS[i]] = true end
 end
 local function candidate(jid)
   local key = prefix .. jid
   if index then return index[key] and key or nil end
-  for i = 9, #KEYS do
+  for i = 8, #KEYS do
     if KEYS[i] == key then return key end
   end
   return nil
 end
 
-local prior = redis.call("HGET", KEYS[8], owner)
+local prior = redis.call("HGET", KEYS[7], owner)
 if prior and string.find(prior, ARGV[9] .. " ", 1, true) == 1 then
   local words = {}
   for word in string.gmatch(prior, "%S+") do words[#words + 1] = word end
@@ -83,7 +82,7 @@ for n = 1, math.min(limit, #top) do
   local job_key = candidate(jid)
   if not job_key then stale = 1; break end
   redis.call("ZREM", KEYS[1], jid)
-  redis.call("SMOVE", KEYS[6], KEYS[7], jid)
+  redis.call("SMOVE", KEYS[5], KEYS[6], jid)
   redis.call("HSET", job_key, "status", '"DISPATCHED"')
   redis.call("ZADD", KEYS[2], expiry, jid)
   redis.call("HSET", KEYS[3], jid, owner)
@@ -92,7 +91,7 @@ for n = 1, math.min(limit, #top) do
 end
 local record = {ARGV[9], expiry, stale}
 for n = 1, #claimed do record[n + 3] = claimed[n][1] end
-redis.call("HSET", KEYS[8], owner, table.concat(record, " "))
+redis.call("HSET", KEYS[7], owner, table.concat(record, " "))
 local head = {}
 for n = #claimed + 1, math.min(#top, #claimed + window) do head[#head + 1] = top[n] end
 return {OK, claimed, head, expiry, stale}
