@@ -202,8 +202,18 @@ def decode_flat_meta(flat: list[bytes]) -> dict[str, Any]:
 
     The values are JSON texts already, so the fields are spliced into one JSON object and decoded
     with one ``orjson.loads``: listings decode thousands of jobs, and this keeps the work on the
-    client rather than on the one Redis every process shares.
+    client rather than on the one Redis every process shares. A job whose field names are all
+    cached is spliced by C loops alone (see ``_spliced``).
     """
+    if flat:
+        try:
+            meta: dict[str, Any] = orjson.loads(_spliced(flat))
+        except TypeError:  # a name not cached yet, or an approval field: the general way below
+            pass
+        else:
+            if "approvals" in meta and not isinstance(meta["approvals"], dict):
+                meta["approvals"] = {}  # as below: approvals read back as a dict
+            return meta
     parts: list[bytes] = []
     approvals: list[bytes] = []
     for i in range(0, len(flat), 2):
@@ -215,7 +225,8 @@ def decode_flat_meta(flat: list[bytes]) -> dict[str, Any]:
     if not parts:
         return {}
     parts[-1] = b"}"
-    meta: dict[str, Any] = orjson.loads(b"{" + b"".join(parts))
+    _cache_names(flat)
+    meta = orjson.loads(b"{" + b"".join(parts))
     if approvals or "approvals" in meta:
         given = meta.get("approvals")
         merged: dict[str, Any] = given if isinstance(given, dict) else {}
@@ -235,6 +246,27 @@ def pairs_to_dict(flat: list[bytes]) -> dict[bytes, bytes]:
 #: cached like ``_QUOTED`` (never an approval field's).
 _OPENING: dict[bytes, bytes] = {}
 _FOLLOWING: dict[bytes, bytes] = {}
+
+
+def _spliced(flat: list[bytes]) -> bytes:
+    """A job's hash (a non-empty flat field/value array) as a JSON object, by C loops alone: its
+    names swapped for their cached quoted forms, separators included, in a copy of its array,
+    joined. TypeError when a name is not cached (None in the copy), as an approval field never is."""
+    spliced: list[Any] = flat[:]
+    spliced[0] = _OPENING.get(flat[0])
+    spliced[2::2] = map(_FOLLOWING.get, flat[2::2])
+    spliced.append(b"}")
+    return b"".join(spliced)
+
+
+def _cache_names(flat: list[bytes]) -> None:
+    """Cache a job's field names for ``_spliced`` (approval fields' never)."""
+    for name in flat[::2]:
+        if len(_OPENING) >= 10_000:
+            return
+        if name not in _OPENING and not name.startswith(_APPROVAL_PREFIX):
+            quoted = _quoted(name)
+            _OPENING[name], _FOLLOWING[name] = b"{" + quoted + b":", b"," + quoted + b":"
 
 
 def _splice(flat: list[bytes]) -> bytes | None:
@@ -257,21 +289,16 @@ def decode_metas(replies: list[list[bytes]]) -> list[dict[str, Any]]:
     """``decode_flat_meta`` for many jobs at once (empty replies skipped): every job without
     approval fields is spliced into one JSON array and decoded by a single ``orjson.loads``.
 
-    A job whose field names are all cached is spliced by C loops alone: its names swapped for their
-    quoted forms (with the separators) in a copy of its array, joined. Any other takes ``_splice``.
+    A job whose field names are all cached is spliced by C loops alone (``_spliced``); any other
+    takes ``_splice``.
     """
-    opening, following = _OPENING.get, _FOLLOWING.get
     parts: list[bytes] = []
     special: dict[int, dict[str, Any]] = {}
     for flat in replies:
         if not flat:
             continue
-        spliced: list[Any] = flat[:]
-        spliced[0] = opening(flat[0])
-        spliced[2::2] = map(following, flat[2::2])
-        spliced.append(b"}")
         try:
-            parts.append(b"".join(spliced))
+            parts.append(_spliced(flat))
         except TypeError:  # a name not cached yet (None), or an approval field (never cached)
             one = _splice(flat)
             if one is None:

@@ -1588,6 +1588,56 @@ def test_new_job_ids_are_random_version_4_uuids() -> None:
     assert varying == 122
 
 
+def test_one_job_decodes_as_a_plain_field_by_field_reading_whether_its_names_are_cached(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A single job's read splices its fields into one JSON object (by C loops once its names are
+    cached): it gives what decoding each field on its own gives, approvals gathered, for names
+    that need escaping, approval fields anywhere and an ``approvals`` value that is not a dict."""
+    import orjson
+
+    from redisjobs import _codec
+    from redisjobs._codec import APPROVAL_FIELD, decode_flat_meta
+
+    def plain(flat: list[bytes]) -> dict[str, object]:
+        meta: dict[str, object] = {}
+        approvals: dict[str, object] = {}
+        for name, value in zip(flat[::2], flat[1::2], strict=True):
+            key = name.decode()
+            if key.startswith(APPROVAL_FIELD):
+                approvals[key[len(APPROVAL_FIELD) :]] = orjson.loads(value)
+            else:
+                meta[key] = orjson.loads(value)
+        if approvals or "approvals" in meta:
+            given = meta.get("approvals")
+            meta["approvals"] = {**(given if isinstance(given, dict) else {}), **approvals}
+        return meta
+
+    approval = (APPROVAL_FIELD + "rev").encode()
+    odd = ['q"uote', "back\\slash", "tab\t", "ünï ✓", "\u2028line", "x" * 300]
+    hashes: list[list[bytes]] = [
+        [b"name", b'"a"', b"priority", b"2", b"submit_time", b"1795920712.2968278"],
+        [k.encode() for pair in ((n, '"v"') for n in odd) for k in pair],
+        [approval, b'[true,"ok"]', b"name", b'"b"'],
+        [b"name", b'"c"', approval, b'[false,"no"]', b"approvals", b"{}"],
+        [b"approvals", b"[1]", b"name", b'"d"'],
+        [b"approvals", b'{"old":[true,""]}', approval, b'[true,"x"]'],
+        [b"only", b"null"],
+        [],
+    ]
+    monkeypatch.setattr(_codec, "_OPENING", {})
+    monkeypatch.setattr(_codec, "_FOLLOWING", {})
+    for flat in hashes:
+        expected = plain(flat)
+        assert decode_flat_meta(flat) == expected  # names new to the cache
+        assert decode_flat_meta(flat) == expected  # and cached
+    assert b"name" in _codec._OPENING and approval not in _codec._OPENING
+    assert plain(hashes[4])["approvals"] == {} and plain(hashes[5])["approvals"] == {
+        "old": [True, ""],
+        "rev": [True, "x"],
+    }
+
+
 def test_batch_decoding_splices_any_field_names_as_one_job_alone() -> None:
     """The batch decoder swaps cached names in by C loops and learns new ones on the way; names
     that need JSON escaping, approval fields anywhere, and one-field hashes all decode as a single
