@@ -22,7 +22,6 @@ import hashlib
 import io
 import os
 import random
-import secrets
 import tempfile
 import threading
 import time
@@ -136,7 +135,7 @@ class ChunkWriter:
         self.inline_max, self.max_size = inline_max, max_size
         #: The bytes of an inline blob (set by ``finish`` when nothing had to be sent as chunks).
         self.inline: bytes | None = None
-        self.version = secrets.token_hex(8)
+        self.version = os.urandom(8).hex()
         #: This upload's member in the uploads zset; sent with the first batch of chunks.
         self.registration = orjson.dumps([jid, component, self.version])
         self._registered = False
@@ -231,15 +230,9 @@ class ChunkWriter:
             "sha256": self._sha.hexdigest(),
         }
 
-    def hold(self, data: bytes) -> dict[str, Any]:
-        """``write(data)`` then ``finish()`` for a blob small enough to be inline: kept whole for
-        the committing script, nothing sent."""
-        self.size = len(data)
-        return self._keep_inline(data, hashlib.sha256(data).hexdigest())
-
     def _keep_inline(self, data: bytes, sha256: str) -> dict[str, Any]:
         self.inline, self.registration = data, b""
-        return {"v": self.version, "size": self.size, "chunks": 0, "inline": True, "sha256": sha256}
+        return _inline_manifest(self.version, self.size, sha256)
 
     def commit_args(self) -> list[bytes | str]:
         """What a committing script needs besides the manifest: the registration to drop, whether
@@ -254,6 +247,32 @@ class ChunkWriter:
             return []
         n = self.chunks + len(self._pending) + 1
         return [self._keys.chunk(self.jid, self.component, self.version, i) for i in range(n)]
+
+
+class InlineUpload:
+    """Bytes small enough to travel inside the committing script, held for it: what ``stage``
+    returns for them instead of a ChunkWriter, as nothing is sent or registered before the commit."""
+
+    __slots__ = ("inline",)
+    registration = b""
+
+    def __init__(self, data: bytes) -> None:
+        self.inline = data
+
+    def commit_args(self) -> list[bytes | str]:
+        """As ``ChunkWriter.commit_args``: no registration to drop, inline, these bytes."""
+        return [b"", "1", self.inline]
+
+    def chunk_keys(self) -> list[str]:
+        return []
+
+
+#: What ``stage`` returns with a manifest: the upload to commit or abort.
+Upload = ChunkWriter | InlineUpload
+
+
+def _inline_manifest(version: str, size: int, sha256: str) -> dict[str, Any]:
+    return {"v": version, "size": size, "chunks": 0, "inline": True, "sha256": sha256}
 
 
 def chunk_keys(keys: Keys, jid: str, component: str, manifest: dict[str, Any]) -> list[str]:
@@ -287,17 +306,19 @@ class BlobStore:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def stage(self, jid: str, component: str, source: BlobSource) -> tuple[dict[str, Any], ChunkWriter]:
+    def stage(self, jid: str, component: str, source: BlobSource) -> tuple[dict[str, Any], Upload]:
         """Write ``source`` as a new, registered, not yet visible version; return its manifest and
-        writer. The caller commits it (a script that swaps the manifest) or calls ``abort``.
+        upload. The caller commits it (a script that swaps the manifest) or calls ``abort``.
 
         On failure the chunks written so far are removed and the error re-raised.
         """
+        if type(source) is bytes and len(source) <= min(self.inline_max, self.max_size):
+            # Small bytes: held for the committing script, nothing sent, no chunking.
+            manifest = _inline_manifest(os.urandom(8).hex(), len(source), hashlib.sha256(source).hexdigest())
+            return manifest, InlineUpload(source)
         writer = ChunkWriter(
             self._client, self._keys, jid, component, self.chunk_size, self.inline_max, self.max_size
         )
-        if type(source) is bytes and len(source) <= min(self.inline_max, self.max_size):
-            return writer.hold(source), writer  # small bytes: nothing to send, no chunking
         try:
             self._pour(source, writer)
             return writer.finish(), writer
@@ -305,7 +326,7 @@ class BlobStore:
             self.abort(writer)
             raise
 
-    def abort(self, writer: ChunkWriter) -> None:
+    def abort(self, writer: Upload) -> None:
         """Remove an uncommitted upload: its chunks and its registration."""
         if writer.inline is not None:
             return  # nothing was written

@@ -23,7 +23,7 @@ import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeGuard, TypeVar
 
 import orjson
 import redis
@@ -45,8 +45,8 @@ from ._blobs import (
     BlobReader,
     BlobSource,
     BlobStore,
-    ChunkWriter,
     GcReport,
+    Upload,
     chunk_keys,
     collect_garbage,
 )
@@ -486,7 +486,7 @@ class RedisJobDefManager:
         self._stamp(meta)
         meta["data_storage_format"] = 2
         self._store_new(jid, meta, uploaded_content)
-        if isinstance(uploaded_content, str | os.PathLike):
+        if _is_path(uploaded_content):
             _consume(uploaded_content)
         return meta
 
@@ -1132,11 +1132,11 @@ class RedisJobDefManager:
     def _put_component(self, jid: str, component: str, data: BlobSource, *, consume: bool = True) -> str:
         manifest, writer = self.blobs.stage(jid, component, data)
         self._put_commit(jid, component, manifest, writer)
-        if consume and isinstance(data, str | os.PathLike):
+        if consume and _is_path(data):
             _consume(data)
         return f"redisjobs://{self.namespace}/{jid}/{component}"
 
-    def _put_commit(self, jid: str, component: str, manifest: dict[str, Any], writer: ChunkWriter) -> None:
+    def _put_commit(self, jid: str, component: str, manifest: dict[str, Any], writer: Upload) -> None:
         try:
             code, *rest = self._s.commit_blob(
                 keys=[self.keys.job(jid), self.keys.blobs(jid), self.keys.uploads, self.keys.inline(jid)],
@@ -1454,7 +1454,7 @@ class RedisJobDefManager:
         return found
 
 
-def _registration_then(writer: ChunkWriter, status: str, op: str) -> list[bytes | str]:
+def _registration_then(writer: Upload, status: str, op: str) -> list[bytes | str]:
     """The create script's ARGV[7..11]: registration, status, op, inline flag, inline bytes."""
     registration, flag, inline = writer.commit_args()
     return [registration, status, op, flag, inline]
@@ -1478,6 +1478,11 @@ def _split_approvals(jid: str, fields: dict[str, Any], max_bytes: int) -> list[b
         raise InvalidMeta(jid, f"approvals must be a dict of reviewer -> [approved, note], got {approvals!r}")
     fields["approvals"] = {}
     return approval_pairs(jid, approvals, max_bytes=max_bytes)
+
+
+def _is_path(source: BlobSource) -> TypeGuard[str | os.PathLike[str]]:
+    """Whether content was given as a file path (bytes, the usual case, skip the ABC check)."""
+    return type(source) is not bytes and isinstance(source, str | os.PathLike)
 
 
 def _consume(path: str | os.PathLike[str]) -> None:
