@@ -14,6 +14,7 @@ import inspect
 import io
 import itertools
 import logging
+import math
 import os
 import socket
 import tempfile
@@ -122,15 +123,34 @@ def _utc_iso(epoch: float) -> str:
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).isoformat()
 
 
-@functools.lru_cache(maxsize=16)
-def _zone(offset_seconds: int) -> datetime.timezone:
-    return datetime.timezone(datetime.timedelta(seconds=offset_seconds))
+#: The second that ``_local_iso`` formatted last: (epoch second, ``time.tzname`` then, its local
+#: date and time, its UTC offset), both as ISO 8601 has them.
+_last_second: tuple[int, object, str, str] = (-1, None, "", "")
 
 
 def _local_iso(epoch: float) -> str:
-    """``epoch`` in this machine's local time, with its UTC offset then, as ISO 8601 (what
-    ``datetime.fromtimestamp(epoch).astimezone().isoformat()`` gives, at half the cost)."""
-    return datetime.datetime.fromtimestamp(epoch, _zone(_local_offset_seconds(epoch))).isoformat()
+    """``epoch`` in this machine's local time, with its UTC offset then, as ISO 8601: what
+    ``datetime.fromtimestamp(epoch).astimezone().isoformat()`` gives (microseconds rounded half to
+    even, as datetime does), with the second's part reused while calls stay within one second
+    (offsets change at whole seconds) and the zone is the same (``time.tzset`` makes a new
+    ``time.tzname``)."""
+    global _last_second
+    second = math.floor(epoch)
+    micro = round((epoch - second) * 1e6)
+    if micro == 1_000_000:
+        second, micro = second + 1, 0
+    last = _last_second
+    if last[0] != second or last[1] is not time.tzname:
+        t = time.localtime(second)
+        date = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+        clock = f"{t.tm_hour:02d}:{t.tm_min:02d}:{min(t.tm_sec, 59):02d}"  # (datetime's leap second)
+        hours, rest = divmod(abs(t.tm_gmtoff), 3600)
+        minutes, seconds = divmod(rest, 60)
+        offset = f"{'-' if t.tm_gmtoff < 0 else '+'}{hours:02d}:{minutes:02d}"
+        if seconds:
+            offset += f":{seconds:02d}"
+        last = _last_second = (second, time.tzname, f"{date}T{clock}", offset)
+    return f"{last[2]}.{micro:06d}{last[3]}" if micro else last[2] + last[3]
 
 
 def _uuid4() -> str:

@@ -11,6 +11,7 @@ import datetime
 import io
 import json
 import os
+import random
 import re
 import threading
 import time
@@ -1570,6 +1571,35 @@ def test_local_times_follow_daylight_saving_as_datetime_does() -> None:
         for epoch in (winter, summer, time.time()):
             assert _local_iso(epoch) == datetime.datetime.fromtimestamp(epoch).astimezone().isoformat()
         assert (_local_offset_seconds(winter), _local_offset_seconds(summer)) == (-5 * 3600, -4 * 3600)
+
+
+@pytest.mark.parametrize(
+    "rule", ["UTC0", "EST5EDT,M3.2.0,M11.1.0", "CET-1CEST,M3.5.0,M10.5.0/3", "IST-5:30", "LMT-0:17:30"]
+)
+def test_local_times_match_datetime_at_any_instant(rule: str) -> None:
+    """``_local_iso`` reuses a second's date, time and offset while calls stay in that second: it
+    still gives what datetime gives at every instant: across a daylight-saving change to the
+    second, with microseconds rounded as datetime rounds them (half to even, up into the next
+    second, none shown when zero), for offsets with seconds, and in a zone set within one second."""
+    from redisjobs.manager import _local_iso
+
+    def expected(epoch: float) -> str:
+        return datetime.datetime.fromtimestamp(epoch).astimezone().isoformat()
+
+    rng = random.Random(rule)
+    changes = (1772953200, 1793512800, 1774746000, 1792890000)  # 2026: US and EU, in and out of DST
+    epochs = [change + quarter / 4 for change in changes for quarter in range(-12, 12)]
+    epochs += [rng.randrange(4 * 10**9) + part for part in (0.0, 0.5, 0.25, 4e-7, 5e-7, 0.9999994, 0.9999996)]
+    epochs += [rng.uniform(0, 4e9) for _ in range(500)]
+    with local_zone(rule):
+        for epoch in epochs:
+            assert _local_iso(epoch) == expected(epoch), epoch
+            assert _local_iso(epoch) == expected(epoch), epoch  # the second's parts reused
+    now = time.time()
+    with local_zone("UTC0"):
+        in_utc = _local_iso(now)
+    with local_zone("IST-5:30"):  # within the same second: not UTC's parts
+        assert _local_iso(now) == expected(now) != in_utc
 
 
 def test_new_job_ids_are_random_version_4_uuids() -> None:
