@@ -115,6 +115,10 @@ DEFAULT_EVENT_MAXLEN = 100_000
 FlCtx = Any
 
 
+#: Status names the hot paths use (an enum member's ``.value`` costs a descriptor call each time).
+_SUBMITTED, _RUNNING = RunStatus.SUBMITTED.value, RunStatus.RUNNING.value
+
+
 def _now() -> float:
     return time.time()
 
@@ -547,13 +551,13 @@ class RedisJobDefManager:
         meta["submit_time_iso"] = _local_iso(now)
         meta["start_time"] = ""
         meta["duration"] = "N/A"
-        meta["status"] = RunStatus.SUBMITTED.value
+        meta["status"] = _SUBMITTED
 
     def _store_new(self, jid: str, meta: dict[str, Any], content: BlobSource, op: str = "create") -> None:
         """Stage the content, then create the job whole in one script (``op="import"`` keeps the
         meta's own status, for migrations)."""
         priority = check_priority(jid, meta.get("priority", 0))
-        status = RunStatus.SUBMITTED.value if op == "create" else check_status(jid, meta.get("status"))
+        status = _SUBMITTED if op == "create" else check_status(jid, meta.get("status"))
         fields = dict(meta)
         approvals = _split_approvals(jid, fields, self.max_meta_bytes)
         encoded = encode_fields(jid, fields, max_bytes=self.max_meta_bytes)
@@ -852,7 +856,7 @@ class RedisJobDefManager:
             return False
         now = _now()
         # Only a status change uses times: start_time on RUNNING, the local offset for durations.
-        start_time = dumps(_utc_iso(now)) if status == RunStatus.RUNNING.value else b'""'
+        start_time = dumps(_utc_iso(now)) if status == _RUNNING else b'""'
         offset = _local_offset_seconds(now) if status else 0
         k = self.keys
         # A call that moves the status keeps a request record: repeated after it ran, a
