@@ -271,7 +271,7 @@ def _cache_names(flat: list[bytes]) -> None:
 
 def _splice(flat: list[bytes]) -> bytes | None:
     """One job's hash (a flat field/value array) as a JSON object, or None when it has approval
-    fields (``decode_flat_meta`` gathers those); caches its names for ``decode_metas``."""
+    fields (``decode_flat_meta`` gathers those); caches its names for ``_spliced``."""
     out: list[bytes] = []
     for i in range(0, len(flat), 2):
         name = flat[i]
