@@ -127,13 +127,14 @@ class Job:
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> Job:
+        get = meta.get  # (positional arguments: listings build thousands of jobs)
         return cls(
-            job_id=meta.get("job_id", ""),
-            resource_spec=meta.get("resource_spec", {}),
-            deploy_map=meta.get("deploy_map", {}),
-            meta=meta,
-            min_sites=meta.get("min_clients", 1),
-            required_sites=meta.get("mandatory_clients", []),
+            get("job_id", ""),
+            get("resource_spec", {}),
+            get("deploy_map", {}),
+            meta,
+            get("min_clients", 1),
+            get("mandatory_clients", []),
         )
 
     @property
