@@ -165,6 +165,13 @@ class Lane:
         caller starts afresh there."""
         return self._run(_many, commands, each)  # type: ignore[no-any-return]
 
+    def execute_per_key(self, name: str, keys: Sequence[bytes]) -> list[Any]:
+        """``execute_many(*[(name, key) for key in keys])`` for one-key commands (a listing's
+        HGETALLs), packed in one pass by bytes formatting instead of one command at a time."""
+        head = b"*2\r\n$%d\r\n%b\r\n" % (len(name), name.encode())
+        packed = b"".join([b"%b$%d\r\n%b\r\n" % (head, len(key), key) for key in keys])
+        return self._run(_packed, ([packed], len(keys)), None)  # type: ignore[no-any-return]
+
     def _run(self, exchange: _Exchange, args: Any, each: _Each | None) -> Any:
         """``exchange(connection, args, each)`` on an idle connection (a new one if none is), with
         redis-py's retries; the connection goes back to the idle list whatever happens."""
@@ -246,11 +253,20 @@ def _one(conn: Any, args: tuple[Any, ...], _each: Any) -> Any:
 
 
 def _many(conn: Any, commands: tuple[tuple[Any, ...], ...], each: _Each | None) -> list[Any]:
-    reader = _fast_reader(conn)
     packer = getattr(conn, "_command_packer", None)
     packed = packer.pack_many(commands) if isinstance(packer, Packer) else None
-    _send(conn, packed if packed is not None else conn.pack_commands(commands), reader)
-    replies = _read_many(conn, len(commands), each, reader)
+    if packed is None:
+        packed = conn.pack_commands(commands)
+    return _packed(conn, (packed, len(commands)), each)
+
+
+def _packed(conn: Any, args: tuple[Sequence[bytes | memoryview], int], each: _Each | None) -> list[Any]:
+    """Send commands already packed, ``(buffers, how many commands)``; read every reply, then raise
+    the first error reply."""
+    packed, n = args
+    reader = _fast_reader(conn)
+    _send(conn, packed, reader)
+    replies = _read_many(conn, n, each, reader)
     for reply in replies:
         if isinstance(reply, redis.exceptions.ResponseError):
             raise reply

@@ -668,7 +668,7 @@ class RedisJobDefManager:
             batch = ids[start : start + self.batch_size]
             keys = [prefix + (jid.encode() if isinstance(jid, str) else jid) for jid in batch]
             if lane is not None:  # pipelined HGETALLs: cheaper for the server than a script's
-                replies = lane.execute_many(*[("HGETALL", key) for key in keys])
+                replies = lane.execute_per_key("HGETALL", keys)
                 if not lane.resp2:
                     replies = [_flat(reply) for reply in replies]
             else:

@@ -183,6 +183,32 @@ def test_a_lane_sends_several_commands_in_one_write(redis_url: str, namespace: s
 
 @pytest.mark.real
 @pytest.mark.parametrize("parser", ["hiredis", "python"])
+def test_one_key_commands_packed_in_one_pass_answer_as_a_batch_does(
+    redis_url: str, namespace: str, parser: str
+) -> None:
+    """``execute_per_key`` (a listing's HGETALLs) sends the bytes a batch of the same commands
+    would, gets the same replies, and raises an error reply only once every reply is read."""
+    from redis._parsers import _HiredisParser, _RESP2Parser
+
+    cls = _HiredisParser if parser == "hiredis" else _RESP2Parser
+    lane = Lane(redis.ConnectionPool.from_url(redis_url, parser_class=cls, protocol=2))
+    keys = [f"rj:{{{namespace}}}:per-key-{i}".encode() for i in range(3)] + ["rj:{x}:ünï ✓".encode()]
+    for i, key in enumerate(keys[:2]):
+        lane.execute("HSET", key, "n", str(i), "big", "x" * 70_000)
+    lane.execute("SET", keys[2], "a string")
+    assert lane.execute_per_key("HGETALL", keys[:2] + keys[3:]) == lane.execute_many(
+        ("HGETALL", keys[0]), ("HGETALL", keys[1]), ("HGETALL", keys[3])
+    )
+    assert lane.execute_per_key("HGETALL", [keys[3]]) == [[]]
+    with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
+        lane.execute_per_key("HGETALL", keys)  # the third is a string
+    assert lane.execute("HGET", keys[0], "n") == b"0"  # still in step after the error reply
+    lane.execute("DEL", *keys)
+    lane.close()
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("parser", ["hiredis", "python"])
 def test_many_replies_read_the_same_with_either_parser(redis_url: str, namespace: str, parser: str) -> None:
     from redis._parsers import _HiredisParser, _RESP2Parser
 
