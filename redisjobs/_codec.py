@@ -202,18 +202,19 @@ def decode_flat_meta(flat: list[bytes]) -> dict[str, Any]:
 
     The values are JSON texts already, so the fields are spliced into one JSON object and decoded
     with one ``orjson.loads``: listings decode thousands of jobs, and this keeps the work on the
-    client rather than on the one Redis every process shares. A job whose field names are all
-    cached is spliced by C loops alone (see ``_spliced``).
+    client rather than on the one Redis every process shares. A job without approval fields is
+    spliced by C loops once its field names are cached (``_splice``).
     """
-    if flat:
-        try:
-            meta: dict[str, Any] = orjson.loads(_spliced(flat))
-        except TypeError:  # a name not cached yet, or an approval field: the general way below
-            pass
-        else:
-            if "approvals" in meta and not isinstance(meta["approvals"], dict):
-                meta["approvals"] = {}  # as below: approvals read back as a dict
-            return meta
+    one = _splice(flat) if flat else None
+    if one is None:
+        return _gathered(flat)
+    meta: dict[str, Any] = orjson.loads(one)
+    _approvals_as_dict(meta)
+    return meta
+
+
+def _gathered(flat: list[bytes]) -> dict[str, Any]:
+    """``decode_flat_meta`` of any hash, approval fields gathered."""
     parts: list[bytes] = []
     approvals: list[bytes] = []
     for i in range(0, len(flat), 2):
@@ -225,8 +226,7 @@ def decode_flat_meta(flat: list[bytes]) -> dict[str, Any]:
     if not parts:
         return {}
     parts[-1] = b"}"
-    _cache_names(flat)
-    meta = orjson.loads(b"{" + b"".join(parts))
+    meta: dict[str, Any] = orjson.loads(b"{" + b"".join(parts))
     if approvals or "approvals" in meta:
         given = meta.get("approvals")
         merged: dict[str, Any] = given if isinstance(given, dict) else {}
@@ -235,6 +235,12 @@ def decode_flat_meta(flat: list[bytes]) -> dict[str, Any]:
             merged.update(orjson.loads(b"{" + b"".join(approvals)))
         meta["approvals"] = merged
     return meta
+
+
+def _approvals_as_dict(meta: dict[str, Any]) -> None:
+    """As ``_gathered`` does: approvals read back as a dict, whatever was stored under the name."""
+    if "approvals" in meta and not isinstance(meta["approvals"], dict):
+        meta["approvals"] = {}
 
 
 def pairs_to_dict(flat: list[bytes]) -> dict[bytes, bytes]:
@@ -259,58 +265,47 @@ def _spliced(flat: list[bytes]) -> bytes:
     return b"".join(spliced)
 
 
-def _cache_names(flat: list[bytes]) -> None:
-    """Cache a job's field names for ``_spliced`` (approval fields' never)."""
+def _splice(flat: list[bytes]) -> bytes | None:
+    """``_spliced``, caching the job's field names first when some are new; None for a job with
+    approval fields (``_gathered`` gathers those), or with names beyond the cache's bound."""
+    try:
+        return _spliced(flat)
+    except TypeError:
+        pass
     for name in flat[::2]:
         if len(_OPENING) >= 10_000:
-            return
+            return None
         if name not in _OPENING and not name.startswith(_APPROVAL_PREFIX):
             quoted = _quoted(name)
             _OPENING[name], _FOLLOWING[name] = b"{" + quoted + b":", b"," + quoted + b":"
-
-
-def _splice(flat: list[bytes]) -> bytes | None:
-    """One job's hash (a flat field/value array) as a JSON object, or None when it has approval
-    fields (``decode_flat_meta`` gathers those); caches its names for ``_spliced``."""
-    out: list[bytes] = []
-    for i in range(0, len(flat), 2):
-        name = flat[i]
-        if name.startswith(_APPROVAL_PREFIX):
-            return None
-        quoted = _quoted(name)
-        if len(_OPENING) < 10_000:
-            _OPENING[name], _FOLLOWING[name] = b"{" + quoted + b":", b"," + quoted + b":"
-        out += [b"," if i else b"{", quoted, b":", flat[i + 1]]
-    out.append(b"}")
-    return b"".join(out)
+    try:
+        return _spliced(flat)
+    except TypeError:  # an approval field
+        return None
 
 
 def decode_metas(replies: list[list[bytes]]) -> list[dict[str, Any]]:
     """``decode_flat_meta`` for many jobs at once (empty replies skipped): every job without
     approval fields is spliced into one JSON array and decoded by a single ``orjson.loads``.
 
-    A job whose field names are all cached is spliced by C loops alone (``_spliced``); any other
-    takes ``_splice``.
+    A job with approval fields is decoded alone (``_gathered``).
     """
     parts: list[bytes] = []
     special: dict[int, dict[str, Any]] = {}
     for flat in replies:
         if not flat:
             continue
-        try:
-            parts.append(_spliced(flat))
-        except TypeError:  # a name not cached yet (None), or an approval field (never cached)
-            one = _splice(flat)
-            if one is None:
-                special[len(parts)] = decode_flat_meta(flat)
-                one = b"0"
-            parts.append(one)
+        one = _splice(flat)
+        if one is None:
+            special[len(parts)] = _gathered(flat)
+            one = b"0"
+        parts.append(one)
     if not parts:
         return []
     metas: list[dict[str, Any]] = orjson.loads(b"[" + b",".join(parts) + b"]")
     for i, meta in enumerate(metas):
         if i in special:
             metas[i] = special[i]
-        elif "approvals" in meta and not isinstance(meta["approvals"], dict):
-            meta["approvals"] = {}  # as decode_flat_meta: approvals read back as a dict
+        else:
+            _approvals_as_dict(meta)
     return metas
