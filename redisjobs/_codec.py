@@ -203,13 +203,12 @@ def decode_flat_meta(flat: list[bytes]) -> dict[str, Any]:
     The values are JSON texts already, so the fields are spliced into one JSON object and decoded
     with one ``orjson.loads``: listings decode thousands of jobs, and this keeps the work on the
     client rather than on the one Redis every process shares. A job without approval fields is
-    spliced by C loops once its field names are cached (``_splice``).
+    spliced by one bytes formatting once its schema is cached (``_splice``).
     """
     one = _splice(flat) if flat else None
     if one is None:
         return _gathered(flat)
     meta: dict[str, Any] = orjson.loads(one)
-    _approvals_as_dict(meta)
     return meta
 
 
@@ -237,51 +236,39 @@ def _gathered(flat: list[bytes]) -> dict[str, Any]:
     return meta
 
 
-def _approvals_as_dict(meta: dict[str, Any]) -> None:
-    """As ``_gathered`` does: approvals read back as a dict, whatever was stored under the name."""
-    if "approvals" in meta and not isinstance(meta["approvals"], dict):
-        meta["approvals"] = {}
-
-
 def pairs_to_dict(flat: list[bytes]) -> dict[bytes, bytes]:
     """A Lua reply of HGETALL (a flat list) as a dict."""
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-#: Field names as they open a JSON object, b'{"name":', or follow a value in one, b',"name":';
-#: cached like ``_QUOTED`` (never an approval field's).
-_OPENING: dict[bytes, bytes] = {}
-_FOLLOWING: dict[bytes, bytes] = {}
+#: A job's field names, in the order its hash gives them, -> the bytes format that splices its
+#: values into a JSON object (``b'{"name":%b,"status":%b}'``). Jobs written by the same code share
+#: a few such schemas; approval fields and an ``approvals`` field are never in one.
+_FORMATS: dict[tuple[bytes, ...], bytes] = {}
+_MAX_FORMATS = 1_000
 
 
 def _spliced(flat: list[bytes]) -> bytes:
-    """A job's hash (a non-empty flat field/value array) as a JSON object, by C loops alone: its
-    names swapped for their cached quoted forms, separators included, in a copy of its array,
-    joined. TypeError when a name is not cached (None in the copy), as an approval field never is."""
-    spliced: list[Any] = flat[:]
-    spliced[0] = _OPENING.get(flat[0])
-    spliced[2::2] = map(_FOLLOWING.get, flat[2::2])
-    spliced.append(b"}")
-    return b"".join(spliced)
+    """A job's hash (a non-empty flat field/value array) as a JSON object, its values formatted
+    into its schema's cached format in one C call. KeyError when the schema is not cached."""
+    return _FORMATS[tuple(flat[::2])] % tuple(flat[1::2])
 
 
 def _splice(flat: list[bytes]) -> bytes | None:
-    """``_spliced``, caching the job's field names first when some are new; None for a job with
-    approval fields (``_gathered`` gathers those), or with names beyond the cache's bound."""
+    """``_spliced``, caching the job's schema first when it is new (the cache starts afresh once it
+    holds ``_MAX_FORMATS``); None for a job with approval fields or an ``approvals`` field, which
+    ``_gathered`` gathers."""
     try:
         return _spliced(flat)
-    except TypeError:
+    except KeyError:
         pass
-    for name in flat[::2]:
-        if len(_OPENING) >= 10_000:
-            return None
-        if name not in _OPENING and not name.startswith(_APPROVAL_PREFIX):
-            quoted = _quoted(name)
-            _OPENING[name], _FOLLOWING[name] = b"{" + quoted + b":", b"," + quoted + b":"
-    try:
-        return _spliced(flat)
-    except TypeError:  # an approval field
+    names = tuple(flat[::2])
+    if any(name.startswith(_APPROVAL_PREFIX) or name == b"approvals" for name in names):
         return None
+    if len(_FORMATS) >= _MAX_FORMATS:
+        _FORMATS.clear()
+    _FORMATS[names] = b"{" + b",".join([_quoted(name).replace(b"%", b"%%") + b":%b" for name in names]) + b"}"
+    return _spliced(flat)
 
 
 def decode_metas(replies: list[list[bytes]]) -> list[dict[str, Any]]:
@@ -303,9 +290,6 @@ def decode_metas(replies: list[list[bytes]]) -> list[dict[str, Any]]:
     if not parts:
         return []
     metas: list[dict[str, Any]] = orjson.loads(b"[" + b",".join(parts) + b"]")
-    for i, meta in enumerate(metas):
-        if i in special:
-            metas[i] = special[i]
-        else:
-            _approvals_as_dict(meta)
+    for i, meta in special.items():
+        metas[i] = meta
     return metas

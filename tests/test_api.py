@@ -1644,7 +1644,7 @@ def test_one_job_decodes_as_a_plain_field_by_field_reading_whether_its_names_are
         return meta
 
     approval = (APPROVAL_FIELD + "rev").encode()
-    odd = ['q"uote', "back\\slash", "tab\t", "ünï ✓", "\u2028line", "x" * 300]
+    odd = ['q"uote', "back\\slash", "tab\t", "ünï ✓", "\u2028line", "x" * 300, "%b", "100%", "%%s"]
     hashes: list[list[bytes]] = [
         [b"name", b'"a"', b"priority", b"2", b"submit_time", b"1795920712.2968278"],
         [k.encode() for pair in ((n, '"v"') for n in odd) for k in pair],
@@ -1655,13 +1655,13 @@ def test_one_job_decodes_as_a_plain_field_by_field_reading_whether_its_names_are
         [b"only", b"null"],
         [],
     ]
-    monkeypatch.setattr(_codec, "_OPENING", {})
-    monkeypatch.setattr(_codec, "_FOLLOWING", {})
+    monkeypatch.setattr(_codec, "_FORMATS", {})
     for flat in hashes:
         expected = plain(flat)
         assert decode_flat_meta(flat) == expected  # names new to the cache
         assert decode_flat_meta(flat) == expected  # and cached
-    assert b"name" in _codec._OPENING and approval not in _codec._OPENING
+    cached = set(_codec._FORMATS)
+    assert tuple(hashes[0][::2]) in cached and not any(approval in names for names in cached)
     assert plain(hashes[4])["approvals"] == {} and plain(hashes[5])["approvals"] == {
         "old": [True, ""],
         "rev": [True, "x"],
@@ -1675,7 +1675,7 @@ def test_batch_decoding_splices_any_field_names_as_one_job_alone() -> None:
     from redisjobs._codec import APPROVAL_FIELD, decode_flat_meta, decode_metas
 
     approval = (APPROVAL_FIELD + "rev").encode()
-    odd = ['q"uote', "back\\slash", "tab\t", "ünï ✓", "/slash", "\u2028line", "x" * 300]
+    odd = ['q"uote', "back\\slash", "tab\t", "ünï ✓", "/slash", "\u2028line", "x" * 300, "%b", "50%"]
     hashes: list[list[bytes]] = [
         [b"name", b'"a"', b"priority", b"2"],
         [k.encode() for pair in ((n, '"v"') for n in odd) for k in pair],
@@ -1691,3 +1691,24 @@ def test_batch_decoding_splices_any_field_names_as_one_job_alone() -> None:
     assert decode_metas(hashes) == expected  # and cached
     assert decode_metas(list(reversed(hashes))) == list(reversed(expected))
     assert expected[1] == {n: "v" for n in odd} and expected[2]["approvals"] == {"rev": [True, "ok"]}
+
+
+def test_the_schema_cache_starts_afresh_when_full_and_decodes_every_job_alike(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Jobs with more distinct schemas (field names in hash order) than the cache holds still
+    decode as a plain reading does; the cache never grows past its bound."""
+    import orjson
+
+    from redisjobs import _codec
+    from redisjobs._codec import decode_flat_meta, decode_metas
+
+    monkeypatch.setattr(_codec, "_FORMATS", {})
+    monkeypatch.setattr(_codec, "_MAX_FORMATS", 3)
+    hashes = [[b"name", b'"j%d"' % i, b"f%d" % (i % 7), b"%d" % i] for i in range(40)]
+    hashes += [h[2:] + h[:2] for h in hashes[:5]]  # the same names in another order
+    plain = [{k.decode(): orjson.loads(v) for k, v in zip(h[::2], h[1::2], strict=True)} for h in hashes]
+    for _ in range(2):
+        assert decode_metas(hashes) == plain
+        assert [decode_flat_meta(h) for h in hashes] == plain
+        assert 1 <= len(_codec._FORMATS) <= 3
