@@ -168,9 +168,18 @@ class Lane:
     def execute_per_key(self, name: str, keys: Sequence[bytes]) -> list[Any]:
         """``execute_many(*[(name, key) for key in keys])`` for one-key commands (a listing's
         HGETALLs), packed in one pass by bytes formatting instead of one command at a time."""
-        head = b"*2\r\n$%d\r\n%b\r\n" % (len(name), name.encode())
-        packed = b"".join([b"%b$%d\r\n%b\r\n" % (head, len(key), key) for key in keys])
-        return self._run(_packed, ([packed], len(keys)), None)  # type: ignore[no-any-return]
+        return self._run(_packed, ([_pack_per_key(name, keys)], len(keys)), None)  # type: ignore[no-any-return]
+
+    def stream_per_key(self, name: str, chunks: Sequence[Sequence[bytes]], each: _Each) -> None:
+        """``execute_per_key`` for each chunk of keys in turn on one connection, the next chunk
+        sent before the replies of this one are handed to ``each(k, replies)``: the caller's work
+        on a chunk overlaps the server's on the next. At most two chunks are in flight.
+
+        An error reply is raised once the replies of every chunk sent are read (the chunks after
+        it are not sent, nor handed over). An attempt that redis-py's retry repeats starts again at
+        chunk 0: the caller starts afresh there."""
+        packed = [_pack_per_key(name, chunk) for chunk in chunks]
+        self._run(_streamed, (packed, [len(chunk) for chunk in chunks]), each)
 
     def _run(self, exchange: _Exchange, args: Any, each: _Each | None) -> Any:
         """``exchange(connection, args, each)`` on an idle connection (a new one if none is), with
@@ -225,12 +234,15 @@ def _exchange(conn: Any, exchange: _Exchange, args: Any, each: _Each | None) -> 
         raise
 
 
-def _send(conn: Any, packed: Sequence[bytes | memoryview], reader: Any) -> None:
+def _send(conn: Any, packed: Sequence[bytes | memoryview], reader: Any, check_health: bool = True) -> None:
     """``send_packed_command`` for a connected connection; straight to the socket when ``reader``
-    (see ``_fast_reader``) is given and no health check is due, with redis-py's errors."""
+    (see ``_fast_reader``) is given and no health check is due, with redis-py's errors. Never a
+    health check (a PING and its reply) while replies are owed: ``check_health=False``."""
     sock = conn._sock if reader is not None and type(conn).send_packed_command is _PLAIN_SEND else None
-    if sock is None or (conn.health_check_interval and time.monotonic() > conn.next_health_check):
-        conn.send_packed_command(packed)
+    if sock is None or (
+        check_health and conn.health_check_interval and time.monotonic() > conn.next_health_check
+    ):
+        conn.send_packed_command(packed, check_health=check_health)
         return
     try:
         for item in packed:
@@ -271,6 +283,34 @@ def _packed(conn: Any, args: tuple[Sequence[bytes | memoryview], int], each: _Ea
         if isinstance(reply, redis.exceptions.ResponseError):
             raise reply
     return replies
+
+
+def _pack_per_key(name: str, keys: Sequence[bytes]) -> bytes:
+    head = b"*2\r\n$%d\r\n%b\r\n" % (len(name), name.encode())
+    return b"".join([b"%b$%d\r\n%b\r\n" % (head, len(key), key) for key in keys])
+
+
+def _streamed(conn: Any, args: tuple[list[bytes], list[int]], each: _Each | None) -> None:
+    """Send packed chunks (``(chunks, how many commands in each)``) one ahead of the replies read,
+    handing each chunk's replies to ``each``; the first error reply is raised once every chunk
+    sent is read."""
+    packed, counts = args
+    reader = _fast_reader(conn)
+    _send(conn, packed[:1], reader)
+    sent, error = 1, None
+    for k, n in enumerate(counts):
+        if k >= sent:
+            break
+        if error is None and sent < len(packed):
+            _send(conn, packed[sent : sent + 1], reader, check_health=False)  # replies are owed
+            sent += 1
+        replies = _read_many(conn, n, None, reader)
+        if error is None:
+            error = next((r for r in replies if isinstance(r, redis.exceptions.ResponseError)), None)
+            if error is None and each is not None:
+                each(k, replies)
+    if error is not None:
+        raise error
 
 
 def _fast_reader(conn: Any) -> Any:

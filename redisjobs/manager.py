@@ -107,6 +107,9 @@ DEFAULT_URL = "redis://127.0.0.1:6379/0"
 MAX_PAGE = 1000
 #: Ids read or fetched per round trip by listings.
 DEFAULT_BATCH = 500
+#: Jobs per chunk of a streamed listing (at most ``batch_size``): small enough that the client's
+#: decoding of one chunk overlaps the server's reading of the next from the start.
+_STREAM_CHUNK = 100
 #: Uploads younger than this (seconds) are in progress: gc() leaves them alone.
 DEFAULT_GC_GRACE = 3600.0
 #: Approximate cap of the event stream (XADD MAXLEN ~).
@@ -659,21 +662,29 @@ class RedisJobDefManager:
         return Job.from_meta(meta)
 
     def _fetch(self, ids: Sequence[str | bytes]) -> list[Job]:
-        """Jobs for ``ids`` (str, or bytes as Redis returns them) in that order, one round trip per
-        batch; missing ones skipped."""
+        """Jobs for ``ids`` (str, or bytes as Redis returns them) in that order; missing ones
+        skipped. Read in chunks of at most ``batch_size`` jobs, streamed on one connection: the
+        jobs of one chunk are decoded while the server answers the next."""
         out: list[Job] = []
         prefix = self.keys.job_prefix
-        scripts, lane = self._s, self._lane
-        for start in range(0, len(ids), self.batch_size):
-            batch = ids[start : start + self.batch_size]
-            keys = [prefix + (jid.encode() if isinstance(jid, str) else jid) for jid in batch]
-            if lane is not None:  # pipelined HGETALLs: cheaper for the server than a script's
-                replies = lane.execute_per_key("HGETALL", keys)
-                if not lane.resp2:
-                    replies = [_flat(reply) for reply in replies]
-            else:
-                replies = scripts.get_jobs(keys=keys, args=[0])
-            out += [self._job_from_meta(meta) for meta in decode_metas(replies)]
+        keys = [prefix + (jid.encode() if isinstance(jid, str) else jid) for jid in ids]
+        lane = self._lane
+        if lane is None:
+            for start in range(0, len(keys), self.batch_size):
+                replies = self._s.get_jobs(keys=keys[start : start + self.batch_size], args=[0])
+                out += [self._job_from_meta(meta) for meta in decode_metas(replies)]
+            return out
+
+        def each(k: int, replies: list[Any]) -> None:
+            if k == 0:
+                out.clear()  # a retry starts over
+            if not lane.resp2:
+                replies = [_flat(reply) for reply in replies]
+            out.extend([self._job_from_meta(meta) for meta in decode_metas(replies)])
+
+        step = min(self.batch_size, _STREAM_CHUNK)
+        if keys:  # pipelined HGETALLs: cheaper for the server than a script's
+            lane.stream_per_key("HGETALL", [keys[i : i + step] for i in range(0, len(keys), step)], each)
         return out
 
     @_guarded
@@ -745,18 +756,18 @@ class RedisJobDefManager:
         Reads only the queue, so its cost does not grow with the number of finished jobs; a job put
         back to SUBMITTED is schedulable again.
         """
-        out: list[Job] = []
+        ids: list[bytes] = []
         start, lane = 0, self._lane
-        while True:
+        while True:  # the ids first, a page per round trip; then the jobs, streamed
             end = start + self.batch_size - 1
-            ids = (
+            page = (
                 lane.execute("ZRANGE", self.keys.queue, start, end)
                 if lane is not None
                 else self.client.zrange(self.keys.queue, start, end)
             )
-            out += self._fetch(ids)
-            if len(ids) < self.batch_size:
-                return out
+            ids += page
+            if len(page) < self.batch_size:
+                return self._fetch(ids)
             start += self.batch_size
 
     @_guarded

@@ -209,6 +209,104 @@ def test_one_key_commands_packed_in_one_pass_answer_as_a_batch_does(
 
 @pytest.mark.real
 @pytest.mark.parametrize("parser", ["hiredis", "python"])
+def test_streamed_chunks_answer_as_one_batch_with_the_next_chunk_sent_before_each_is_handed_over(
+    redis_url: str, namespace: str, parser: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``stream_per_key`` hands over each chunk's replies, the same as one batch gives, once the
+    next chunk is sent (two in flight, never more); with a health check due, no PING goes out
+    while replies are owed."""
+    from redis._parsers import _HiredisParser, _RESP2Parser
+
+    from redisjobs import _connection
+
+    cls = _HiredisParser if parser == "hiredis" else _RESP2Parser
+    lane = Lane(
+        redis.ConnectionPool.from_url(redis_url, parser_class=cls, protocol=2, health_check_interval=30)
+    )
+    keys = [f"rj:{{{namespace}}}:stream-{i}".encode() for i in range(7)]
+    for i, key in enumerate(keys[:6]):
+        lane.execute("HSET", key, "n", str(i), "big", "x" * (40_000 if i == 2 else 10))
+    chunks = [keys[0:3], keys[3:6], keys[6:7]]
+    sends: list[int] = []
+    real_send = _connection._send
+
+    def send(conn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        sends.append(len(sends))
+        conn.next_health_check = 0.0  # due at every send: the first may PING, the later must not
+        real_send(conn, *args, **kwargs)
+
+    monkeypatch.setattr(_connection, "_send", send)
+    handed: list[tuple[int, int, list[object]]] = []
+    lane.stream_per_key("HGETALL", chunks, lambda k, replies: handed.append((k, len(sends), replies)))
+    assert [(k, n) for k, n, _ in handed] == [(0, 2), (1, 3), (2, 3)]
+    assert [r for _, _, replies in handed for r in replies] == lane.execute_per_key("HGETALL", keys)
+    assert handed[2][2] == [[]]  # the missing key
+    lane.execute("DEL", *keys)
+    lane.close()
+
+
+@pytest.mark.real
+def test_an_error_reply_in_a_stream_is_raised_once_every_chunk_sent_is_read(
+    redis_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chunk with the error reply and those after it are not handed over, no chunk is sent
+    after it, and the connection stays in step."""
+    from redisjobs import _connection
+
+    lane = Lane(redis.ConnectionPool.from_url(redis_url, protocol=2))
+    keys = [f"rj:{{{namespace}}}:stream-err-{i}".encode() for i in range(8)]
+    for key in keys:
+        lane.execute("HSET", key, "n", "1")
+    lane.execute("DEL", keys[3])
+    lane.execute("SET", keys[3], "a string")
+    sends: list[int] = []
+    real_send = _connection._send
+    monkeypatch.setattr(
+        _connection, "_send", lambda *a, **k: (sends.append(len(sends)), real_send(*a, **k))[1]
+    )
+    handed: list[int] = []
+    with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
+        lane.stream_per_key(
+            "HGETALL", [keys[i : i + 2] for i in range(0, 8, 2)], lambda k, _r: handed.append(k)
+        )
+    assert handed == [0] and len(sends) == 3
+    assert lane.execute("HGET", keys[0], "n") == b"1"  # still in step
+    lane.execute("DEL", *keys)
+    lane.close()
+
+
+@pytest.mark.real
+def test_a_stream_whose_connection_is_killed_midway_starts_again_at_chunk_0(
+    redis_url: str, namespace: str
+) -> None:
+    """redis-py's retry repeats the whole stream on a new connection; the caller, told chunk 0
+    again, starts afresh and ends with every reply once."""
+    lane = Lane(redis.ConnectionPool.from_url(redis_url, protocol=2, retry=make_retry(2, 0.001, 0.01)))
+    keys = [f"rj:{{{namespace}}}:stream-kill-{i}".encode() for i in range(12)]
+    for i, key in enumerate(keys):
+        lane.execute("HSET", key, "n", str(i))
+    admin = redis.Redis.from_url(redis_url)
+    got: list[object] = []
+    starts: list[int] = []
+
+    def each(k: int, replies: list[object]) -> None:
+        if k == 0:
+            starts.append(len(got))
+            got.clear()
+        if k == 1 and len(starts) == 1:
+            assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+        got.extend(replies)
+
+    lane.stream_per_key("HGETALL", [keys[i : i + 2] for i in range(0, 12, 2)], each)
+    assert len(starts) == 2 and starts[0] == 0 and starts[1] >= 4  # chunks read before the loss
+    assert got == [[b"n", str(i).encode()] for i in range(12)]
+    admin.close()
+    lane.execute("DEL", *keys)
+    lane.close()
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("parser", ["hiredis", "python"])
 def test_many_replies_read_the_same_with_either_parser(redis_url: str, namespace: str, parser: str) -> None:
     from redis._parsers import _HiredisParser, _RESP2Parser
 
