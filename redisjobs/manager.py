@@ -297,7 +297,8 @@ class RedisJobDefManager:
         inline_max: blobs up to this size skip the chunks and travel inside the committing script.
         verify_blobs: check size and sha256 of every blob read.
         event_maxlen: approximate cap of the event stream.
-        batch_size: ids per round trip in listings.
+        batch_size: ids per round trip in listings (their jobs are read in chunks of at most
+            ``min(batch_size, 100)``, streamed on one connection).
         actor: recorded in events; defaults to ``host:pid``.
         max_unzipped: bound on the unpacked size of job content that ``get_app`` extracts.
         max_unzip_ratio: bound on its compression ratio (per entry and overall; zip bombs).
