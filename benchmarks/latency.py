@@ -11,7 +11,11 @@ For each N stored jobs, median and p99 latency of every operation, for:
   nvflare is installed (``pip install 'redisjobs[nvflare]'``; ``--no-nvflare`` to skip);
 
 each beside bare redis-py round trips measured in the same run, just before redisjobs at each N:
-PING, and EVALSHA of ``return 1``.
+PING, and EVALSHA of ``return 1``. That EVALSHA is also timed right after every sample of a
+single-job operation of redisjobs on the real server, and the operation's ratio to EVALSHA is to
+those timings: over a run of half an hour this machine's speed drifts by up to 2x, and the two
+then drift together. Listings keep the floor measured before (a bare call right after a listing
+reads slow).
 Writes ``benchmarks/results/latency.json`` and ``latency.md`` (a markdown table with ratios), and
 ``latency.png`` (latency against N) with ``--plot`` (needs matplotlib).
 """
@@ -96,47 +100,74 @@ def populate(t: Target, n: int, queued: int, content: bytes) -> list[str]:
     return ids
 
 
-def sample(fn: Callable[[], Any], repeat: int, before: Callable[[], Any] | None = None) -> list[float]:
+def sample(
+    fn: Callable[[], Any],
+    repeat: int,
+    before: Callable[[], Any] | None = None,
+    floor: Callable[[], Any] | None = None,
+    beside: list[float] | None = None,
+) -> list[float]:
+    """``repeat`` timings of ``fn`` (given ``before()``'s result, if any); with ``floor``, one
+    timing of it after each, appended to ``beside``."""
     out = []
     for _ in range(repeat):
         arg = before() if before else None
         start = time.perf_counter()
         fn() if arg is None else fn(arg)  # type: ignore[call-arg]
         out.append(time.perf_counter() - start)
+        if floor is not None and beside is not None:
+            start = time.perf_counter()
+            floor()
+            beside.append(time.perf_counter() - start)
     return out
 
 
-def measure(t: Target, n: int, repeat: int, small: bytes, big: bytes) -> dict[str, list[float]]:
-    """Every operation against ``t`` holding n jobs (QUEUED_FEW of them SUBMITTED)."""
+def measure(
+    t: Target, n: int, repeat: int, small: bytes, big: bytes, floor: Callable[[], Any] | None = None
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Every operation against ``t`` holding n jobs (QUEUED_FEW of them SUBMITTED): its timings,
+    and with ``floor``, that call's timings taken beside each operation's (one after each sample),
+    so that a ratio to it compares the two at the same moments of a drifting machine."""
     m, ctx = t.m, t.ctx
+    r: dict[str, list[float]] = {}
+    beside: dict[str, list[float]] = {}
+
+    def take(op: str, fn: Callable[[], Any], count: int, before: Callable[[], Any] | None = None) -> None:
+        # Beside single-job operations only: after a listing, a bare call reads slow for a while
+        # (the garbage it left, the server's lazy frees), which would flatter the listing's ratio.
+        single = count == repeat or op.startswith("create")
+        r[op] = sample(fn, count, before, floor, beside.setdefault(op, []) if floor and single else None)
+
     ids = populate(t, n, QUEUED_FEW, small)
     probe = ids[-1]  # a SUBMITTED job
     few = max(3, repeat // 20)  # listings are slow on some stores: fewer samples
     m.get_jobs_to_schedule(ctx)  # NVFlare tags finished jobs on its first scan: measure steady state
-    r: dict[str, list[float]] = {}
     # Reads and in-place updates first, while exactly QUEUED_FEW jobs are queued.
-    r["get_job"] = sample(lambda: m.get_job(probe, ctx), repeat)
+    take("get_job", lambda: m.get_job(probe, ctx), repeat)
     probe_meta = m.get_job(probe, ctx).meta  # NVFlare reads the content's format from the meta
-    r["get_content"] = sample(lambda: m.get_content(probe_meta, ctx), repeat)
-    r["update_meta"] = sample(lambda: m.update_meta(probe, {"schedule_count": 1}, ctx), repeat)
-    r["set_approval"] = sample(lambda: m.set_approval(probe, "admin@example.org", True, "ok", ctx), repeat)
-    r["get_jobs_to_schedule (10 queued)"] = sample(lambda: m.get_jobs_to_schedule(ctx), few)
-    r["get_all_jobs"] = sample(lambda: m.get_all_jobs(ctx), few)
-    r["get_jobs_by_status"] = sample(lambda: m.get_jobs_by_status(RunStatus.SUBMITTED, ctx), few)
+    take("get_content", lambda: m.get_content(probe_meta, ctx), repeat)
+    take("update_meta", lambda: m.update_meta(probe, {"schedule_count": 1}, ctx), repeat)
+    take("set_approval", lambda: m.set_approval(probe, "admin@example.org", True, "ok", ctx), repeat)
+    take("get_jobs_to_schedule (10 queued)", lambda: m.get_jobs_to_schedule(ctx), few)
+    take("get_all_jobs", lambda: m.get_all_jobs(ctx), few)
+    take("get_jobs_by_status", lambda: m.get_jobs_by_status(RunStatus.SUBMITTED, ctx), few)
     # Then what adds or removes jobs.
-    r["create 2KB"] = sample(lambda: t.create({"name": "c"}, small), repeat)
-    r["create 1MB"] = sample(lambda: t.create({"name": "c"}, big), max(3, repeat // 10))
+    take("create 2KB", lambda: t.create({"name": "c"}, small), repeat)
+    take("create 1MB", lambda: t.create({"name": "c"}, big), max(3, repeat // 10))
     fresh = iter([t.create({"name": "s"}, small) for _ in range(repeat)])
-    r["set_status"] = sample(
-        lambda jid: m.set_status(jid, RunStatus.FINISHED_ABORTED, ctx), repeat, lambda: next(fresh)
+    take(
+        "set_status",
+        lambda jid: m.set_status(jid, RunStatus.FINISHED_ABORTED, ctx),
+        repeat,
+        lambda: next(fresh),
     )
     doomed = iter([t.create({"name": "d"}, small) for _ in range(repeat)])
-    r["delete"] = sample(lambda jid: m.delete(jid, ctx), repeat, lambda: next(doomed))
+    take("delete", lambda jid: m.delete(jid, ctx), repeat, lambda: next(doomed))
     t.cleanup()
     # Half the jobs queued: what a busy server's scheduler reads every second.
     queued = populate(t, n, n // 2, small)[n - n // 2 :]
     m.get_jobs_to_schedule(ctx)
-    r["get_jobs_to_schedule (N/2 queued)"] = sample(lambda: m.get_jobs_to_schedule(ctx), few)
+    take("get_jobs_to_schedule (N/2 queued)", lambda: m.get_jobs_to_schedule(ctx), few)
     # Then 1,000 queued (all N when N is smaller): finish the others, or start over.
     if n // 2 >= QUEUED_MANY:
         for jid in queued[QUEUED_MANY:]:
@@ -145,9 +176,9 @@ def measure(t: Target, n: int, repeat: int, small: bytes, big: bytes) -> dict[st
         t.cleanup()
         populate(t, n, min(n, QUEUED_MANY), small)
     m.get_jobs_to_schedule(ctx)
-    r[f"get_jobs_to_schedule ({QUEUED_MANY:,} queued)"] = sample(lambda: m.get_jobs_to_schedule(ctx), few)
+    take(f"get_jobs_to_schedule ({QUEUED_MANY:,} queued)", lambda: m.get_jobs_to_schedule(ctx), few)
     t.cleanup()
-    return r
+    return r, beside
 
 
 def floor(url: str, repeat: int) -> dict[str, list[float]]:
@@ -180,15 +211,24 @@ def report(results: dict[str, Any]) -> str:
     lines = []
     for n, per_target in results["runs"].items():
         floor_ms = {k: median(v) * 1e3 for k, v in results["floor"][n].items()}
+        beside = results.get("beside", {}).get(n, {})
         names = list(per_target)
-        headers = ["operation", *[f"{t} p50 / p99 ms" for t in names], "redis / EVALSHA"]
+        headers = ["operation", *[f"{t} p50 / p99 ms" for t in names]]
+        headers += ["EVALSHA beside ms", "redis / EVALSHA"] if beside else ["redis / EVALSHA"]
         if "nvflare" in names:
             headers.append("nvflare / redis")
         rows = []
         for op in per_target["redis"]:
             meds = {t: median(per_target[t][op]) * 1e3 for t in names}
             row = [op, *[f"{meds[t]:.3f} / {p99(per_target[t][op]) * 1e3:.3f}" for t in names]]
-            row.append(f"{meds['redis'] / floor_ms['EVALSHA']:.2f}x")
+            if beside.get(op):  # the ratio to the EVALSHA timed beside this operation's samples
+                row += [
+                    f"{median(beside[op]) * 1e3:.3f}",
+                    f"{meds['redis'] / (median(beside[op]) * 1e3):.2f}x",
+                ]
+            else:  # a listing, or results from before there were such timings: the floor before
+                row += ["-"] if beside else []
+                row.append(f"{meds['redis'] / floor_ms['EVALSHA']:.2f}x")
             if "nvflare" in names:
                 row.append(f"{meds['nvflare'] / meds['redis']:.1f}x")
             rows.append(row)
@@ -196,7 +236,14 @@ def report(results: dict[str, Any]) -> str:
             f"### N = {int(n):,} jobs",
             "",
             f"Bare round trips, measured just before: PING {floor_ms['PING']:.3f} ms, "
-            f"EVALSHA {floor_ms['EVALSHA']:.3f} ms (medians).",
+            f"EVALSHA {floor_ms['EVALSHA']:.3f} ms (medians)."
+            + (
+                " For a single-job operation, the ratio to EVALSHA is to the bare EVALSHA timed "
+                "right after each of redisjobs's samples of it (the column before it), so that the "
+                "two see the machine alike; for a listing, to the floor measured before."
+                if beside
+                else ""
+            ),
             "",
             table(headers, rows),
             "",
@@ -247,15 +294,21 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, Any] = {"runs": {}, "machine": machine()}
     with real_server(args.url) as url, targets(url, not args.no_fake, not args.no_nvflare) as made:
         results["server"] = server_info(url)
-        results["floor"] = {}
+        results["floor"], results["beside"] = {}, {}
+        beside_client = redis.Redis.from_url(url)
+        bare = beside_client.register_script("return 1")
+        bare()
         for n in (int(s) for s in args.sizes.split(",")):
             results["runs"][str(n)] = {}
             # The floor for this N, measured just before redisjobs is (a machine's speed drifts
-            # over a run of half an hour).
+            # over a run of half an hour); and the same EVALSHA beside each of redisjobs's samples.
             results["floor"][str(n)] = floor(url, args.repeat)
             for t in made:
                 start = time.monotonic()
-                results["runs"][str(n)][t.name] = measure(t, n, args.repeat, small, big)
+                timings, beside = measure(t, n, args.repeat, small, big, bare if t.name == "redis" else None)
+                results["runs"][str(n)][t.name] = timings
+                if beside:
+                    results["beside"][str(n)] = beside
                 print(f"N={n:,} {t.name}: measured in {time.monotonic() - start:.0f} s", flush=True)
     text = report(results)
     print()
