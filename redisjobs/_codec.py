@@ -203,7 +203,7 @@ def decode_flat_meta(flat: list[bytes]) -> dict[str, Any]:
     The values are JSON texts already, so the fields are spliced into one JSON object and decoded
     with one ``orjson.loads``: listings decode thousands of jobs, and this keeps the work on the
     client rather than on the one Redis every process shares. A job without approval fields is
-    spliced by one bytes formatting once its schema is cached (``_splice``).
+    spliced by one bytes formatting, with its schema's cached format (``_splice``).
     """
     one = _splice(flat) if flat else None
     if one is None:
@@ -242,33 +242,32 @@ def pairs_to_dict(flat: list[bytes]) -> dict[bytes, bytes]:
 
 
 #: A job's field names, in the order its hash gives them, -> the bytes format that splices its
-#: values into a JSON object (``b'{"name":%b,"status":%b}'``). Jobs written by the same code share
-#: a few such schemas; approval fields and an ``approvals`` field are never in one.
-_FORMATS: dict[tuple[bytes, ...], bytes] = {}
+#: values into a JSON object (``b'{"name":%b,"status":%b}'``), or None for names that include an
+#: approval field or an ``approvals`` field (``_gathered`` decodes those). Jobs written by the same
+#: code share a few such schemas.
+_FORMATS: dict[tuple[bytes, ...], bytes | None] = {}
 _MAX_FORMATS = 1_000
 
 
-def _spliced(flat: list[bytes]) -> bytes:
-    """A job's hash (a non-empty flat field/value array) as a JSON object, its values formatted
-    into its schema's cached format in one C call. KeyError when the schema is not cached."""
-    return _FORMATS[tuple(flat[::2])] % tuple(flat[1::2])
-
-
 def _splice(flat: list[bytes]) -> bytes | None:
-    """``_spliced``, caching the job's schema first when it is new (the cache starts afresh once it
-    holds ``_MAX_FORMATS``); None for a job with approval fields or an ``approvals`` field, which
-    ``_gathered`` gathers."""
-    try:
-        return _spliced(flat)
-    except KeyError:
-        pass
+    """A job's hash (a non-empty flat field/value array) as a JSON object, its values formatted into
+    its schema's format in one C call; None for a schema with approvals. A new schema is cached
+    (the cache starts afresh once it holds ``_MAX_FORMATS``)."""
     names = tuple(flat[::2])
+    try:
+        form = _FORMATS[names]
+    except KeyError:
+        form = _format(names)
+        if len(_FORMATS) >= _MAX_FORMATS:
+            _FORMATS.clear()
+        _FORMATS[names] = form
+    return None if form is None else form % tuple(flat[1::2])
+
+
+def _format(names: tuple[bytes, ...]) -> bytes | None:
     if any(name.startswith(_APPROVAL_PREFIX) or name == b"approvals" for name in names):
         return None
-    if len(_FORMATS) >= _MAX_FORMATS:
-        _FORMATS.clear()
-    _FORMATS[names] = b"{" + b",".join([_quoted(name).replace(b"%", b"%%") + b":%b" for name in names]) + b"}"
-    return _spliced(flat)
+    return b"{" + b",".join([_quoted(name).replace(b"%", b"%%") + b":%b" for name in names]) + b"}"
 
 
 def decode_metas(replies: list[list[bytes]]) -> list[dict[str, Any]]:

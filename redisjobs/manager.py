@@ -664,7 +664,7 @@ class RedisJobDefManager:
 
     def _fetch(self, ids: Sequence[str | bytes]) -> list[Job]:
         """Jobs for ``ids`` (str, or bytes as Redis returns them) in that order; missing ones
-        skipped. Read in chunks of at most ``batch_size`` jobs, streamed on one connection: the
+        skipped. Read in chunks of ``min(batch_size, 100)`` jobs, streamed on one connection: the
         jobs of one chunk are decoded while the server answers the next."""
         out: list[Job] = []
         prefix = self.keys.job_prefix
