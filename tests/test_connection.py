@@ -276,6 +276,30 @@ def test_an_error_reply_in_a_stream_is_raised_once_every_chunk_sent_is_read(
 
 
 @pytest.mark.real
+def test_a_caller_failing_on_a_chunk_leaves_no_reply_owed_on_the_lane(redis_url: str, namespace: str) -> None:
+    """When ``each`` raises while the next chunk is in flight, its error reaches the caller as it
+    is (not retried), and the connection, which still owed replies, is not reused as it was: the
+    next call reads its own reply."""
+    lane = Lane(redis.ConnectionPool.from_url(redis_url, protocol=2, retry=make_retry(2, 0.001, 0.01)))
+    keys = [f"rj:{{{namespace}}}:stream-fail-{i}".encode() for i in range(6)]
+    for i, key in enumerate(keys):
+        lane.execute("HSET", key, "n", str(i))
+    calls: list[int] = []
+
+    def each(k: int, _replies: list[object]) -> None:
+        calls.append(k)
+        raise ValueError("the caller cannot use this chunk")
+
+    with pytest.raises(ValueError, match="cannot use"):
+        lane.stream_per_key("HGETALL", [keys[i : i + 2] for i in range(0, 6, 2)], each)
+    assert calls == [0]
+    assert lane.execute("HGET", keys[5], "n") == b"5"
+    assert lane.execute_per_key("HGETALL", keys[:1]) == [[b"n", b"0"]]
+    lane.execute("DEL", *keys)
+    lane.close()
+
+
+@pytest.mark.real
 def test_a_stream_whose_connection_is_killed_midway_starts_again_at_chunk_0(
     redis_url: str, namespace: str
 ) -> None:
