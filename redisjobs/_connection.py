@@ -165,13 +165,9 @@ class Lane:
         caller starts afresh there."""
         return self._run(_many, commands, each)  # type: ignore[no-any-return]
 
-    def execute_per_key(self, name: str, keys: Sequence[bytes]) -> list[Any]:
-        """``execute_many(*[(name, key) for key in keys])`` for one-key commands (a listing's
-        HGETALLs), packed in one pass by bytes formatting instead of one command at a time."""
-        return self._run(_packed, ([_pack_per_key(name, keys)], len(keys)), None)  # type: ignore[no-any-return]
-
     def stream_per_key(self, name: str, chunks: Sequence[Sequence[bytes]], each: _Each) -> None:
-        """``execute_per_key`` for each chunk of keys in turn on one connection, the next chunk
+        """One-key commands (a listing's HGETALLs) for each chunk of keys in turn on one connection,
+        each chunk packed in one pass by bytes formatting (not one command at a time), the next chunk
         sent before the replies of this one are handed to ``each(k, replies)``: the caller's work
         on a chunk overlaps the server's on the next. At most two chunks are in flight.
 
@@ -242,7 +238,10 @@ def _send(conn: Any, packed: Sequence[bytes | memoryview], reader: Any, check_he
     if sock is None or (
         check_health and conn.health_check_interval and time.monotonic() > conn.next_health_check
     ):
-        conn.send_packed_command(packed, check_health=check_health)
+        if check_health:
+            conn.send_packed_command(packed)
+        else:  # (by keyword, as redis-py's own send_command passes it)
+            conn.send_packed_command(packed, check_health=False)
         return
     try:
         for item in packed:
@@ -286,7 +285,8 @@ def _packed(conn: Any, args: tuple[Sequence[bytes | memoryview], int], each: _Ea
 
 
 def _pack_per_key(name: str, keys: Sequence[bytes]) -> bytes:
-    head = b"*2\r\n$%d\r\n%b\r\n" % (len(name), name.encode())
+    word = name.encode()
+    head = b"*2\r\n$%d\r\n%b\r\n" % (len(word), word)
     return b"".join([b"%b$%d\r\n%b\r\n" % (head, len(key), key) for key in keys])
 
 
@@ -308,7 +308,7 @@ def _streamed(conn: Any, args: tuple[list[bytes], list[int]], each: _Each | None
         if error is None:
             error = next((r for r in replies if isinstance(r, redis.exceptions.ResponseError)), None)
             if error is None and each is not None:
-                each(k, replies)
+                _hand_over(conn, each, k, replies)
     if error is not None:
         raise error
 
@@ -363,8 +363,18 @@ def _read_many(conn: Any, n: int, each: _Each | None, reader: Any) -> list[Any]:
                 reply = e
         replies.append(reply)
         if each is not None:
-            each(len(replies) - 1, reply)
+            _hand_over(conn, each, len(replies) - 1, reply)
     return replies
+
+
+def _hand_over(conn: Any, each: _Each, index: int, replies: Any) -> None:
+    """``each(index, replies)``; whatever it raises drops the connection first, as replies may be
+    owed on it (``_exchange`` keeps a connection on a ResponseError, taken for the server's)."""
+    try:
+        each(index, replies)
+    except BaseException:
+        conn.disconnect()
+        raise
 
 
 def lane_for(client: Any) -> Lane | None:
