@@ -247,20 +247,24 @@ def pairs_to_dict(flat: list[bytes]) -> dict[bytes, bytes]:
 #: code share a few such schemas.
 _FORMATS: dict[tuple[bytes, ...], bytes | None] = {}
 _MAX_FORMATS = 1_000
+#: A schema whose format is longer than this is used once and not cached: the cache holds at most
+#: _MAX_FORMATS * 2 * _MAX_FORMAT_BYTES of names (8 MiB).
+_MAX_FORMAT_BYTES = 4096
 
 
 def _splice(flat: list[bytes]) -> bytes | None:
     """A job's hash (a non-empty flat field/value array) as a JSON object, its values formatted into
     its schema's format in one C call; None for a schema with approvals. A new schema is cached
-    (the cache starts afresh once it holds ``_MAX_FORMATS``)."""
+    unless its format is long (the cache starts afresh once it holds ``_MAX_FORMATS``)."""
     names = tuple(flat[::2])
     try:
         form = _FORMATS[names]
     except KeyError:
         form = _format(names)
-        if len(_FORMATS) >= _MAX_FORMATS:
-            _FORMATS.clear()
-        _FORMATS[names] = form
+        if form is None or len(form) <= _MAX_FORMAT_BYTES:
+            if len(_FORMATS) >= _MAX_FORMATS:
+                _FORMATS.clear()
+            _FORMATS[names] = form
     return None if form is None else form % tuple(flat[1::2])
 
 

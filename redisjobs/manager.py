@@ -768,7 +768,8 @@ class RedisJobDefManager:
             )
             ids += page
             if len(page) < self.batch_size:
-                return self._fetch(ids)
+                # (a job that left the queue since its id was read comes back in its new status)
+                return [job for job in self._fetch(ids) if job.meta.get("status") == _SUBMITTED]
             start += self.batch_size
 
     @_guarded

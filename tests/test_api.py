@@ -1050,6 +1050,22 @@ def test_get_jobs_to_schedule_only_submitted(store: RedisJobDefManager) -> None:
     assert ids(store.get_jobs_to_schedule()) == [jobs["SUBMITTED"]]
 
 
+def test_a_job_that_leaves_the_queue_while_it_is_read_is_not_offered(
+    store: RedisJobDefManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queue's ids are read first, then the jobs: a job dispatched in between comes back
+    DISPATCHED, and is left out, as NVFlare offers SUBMITTED jobs only."""
+    a, b = new_job(store, job_id="a"), new_job(store, job_id="b")
+    fetch = store._fetch
+
+    def racing(ids: list[bytes]) -> list[Job]:
+        store.set_status(a, "DISPATCHED")  # another server, between the two reads
+        return fetch(ids)
+
+    monkeypatch.setattr(store, "_fetch", racing)
+    assert ids(store.get_jobs_to_schedule()) == [b]
+
+
 def test_requeued_job_is_schedulable_again(store: RedisJobDefManager) -> None:
     a, b = new_job(store, job_id="a"), new_job(store, job_id="b")
     store.set_status(a, "DISPATCHED")
@@ -1696,8 +1712,9 @@ def test_batch_decoding_splices_any_field_names_as_one_job_alone() -> None:
 def test_the_schema_cache_starts_afresh_when_full_and_decodes_every_job_alike(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Jobs with more distinct schemas (field names in hash order) than the cache holds still
-    decode as a plain reading does; the cache never grows past its bound."""
+    """Jobs with more distinct schemas (field names in hash order) than the cache holds, or with
+    names too long to cache, still decode as a plain reading does; the cache never grows past its
+    bounds."""
     import orjson
 
     from redisjobs import _codec
@@ -1708,7 +1725,10 @@ def test_the_schema_cache_starts_afresh_when_full_and_decodes_every_job_alike(
     hashes = [[b"name", b'"j%d"' % i, b"f%d" % (i % 7), b"%d" % i] for i in range(40)]
     hashes += [h[2:] + h[:2] for h in hashes[:5]]  # the same names in another order
     plain = [{k.decode(): orjson.loads(v) for k, v in zip(h[::2], h[1::2], strict=True)} for h in hashes]
+    long = [b"n" * 3000, b"1", b"m" * 3000, b"2"]  # names too long to cache
+    hashes.append(long)
+    plain.append({"n" * 3000: 1, "m" * 3000: 2})
     for _ in range(2):
         assert decode_metas(hashes) == plain
         assert [decode_flat_meta(h) for h in hashes] == plain
-        assert 1 <= len(_codec._FORMATS) <= 3
+        assert 1 <= len(_codec._FORMATS) <= 3 and tuple(long[::2]) not in _codec._FORMATS
