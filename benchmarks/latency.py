@@ -135,8 +135,8 @@ def measure(
     def take(op: str, fn: Callable[[], Any], count: int, before: Callable[[], Any] | None = None) -> None:
         # Beside single-job operations only: after a listing, a bare call reads slow for a while
         # (the garbage it left, the server's lazy frees), which would flatter the listing's ratio.
-        single = count == repeat or op.startswith("create")
-        r[op] = sample(fn, count, before, floor, beside.setdefault(op, []) if floor and single else None)
+        listing = op.startswith("get_jobs") or op == "get_all_jobs"
+        r[op] = sample(fn, count, before, floor, beside.setdefault(op, []) if floor and not listing else None)
 
     ids = populate(t, n, QUEUED_FEW, small)
     probe = ids[-1]  # a SUBMITTED job
@@ -181,10 +181,8 @@ def measure(
     return r, beside
 
 
-def floor(url: str, repeat: int) -> dict[str, list[float]]:
-    client = redis.Redis.from_url(url)
-    script = client.register_script("return 1")
-    script()
+def floor(client: redis.Redis, script: Callable[[], Any], repeat: int) -> dict[str, list[float]]:
+    """Bare round trips through ``client``: PING, and ``script`` (EVALSHA of ``return 1``)."""
     return {"PING": sample(client.ping, repeat * 5), "EVALSHA": sample(script, repeat * 5)}
 
 
@@ -295,14 +293,14 @@ def main(argv: list[str] | None = None) -> None:
     with real_server(args.url) as url, targets(url, not args.no_fake, not args.no_nvflare) as made:
         results["server"] = server_info(url)
         results["floor"], results["beside"] = {}, {}
-        beside_client = redis.Redis.from_url(url)
-        bare = beside_client.register_script("return 1")
+        bare_client = redis.Redis.from_url(url)
+        bare = bare_client.register_script("return 1")
         bare()
         for n in (int(s) for s in args.sizes.split(",")):
             results["runs"][str(n)] = {}
             # The floor for this N, measured just before redisjobs is (a machine's speed drifts
             # over a run of half an hour); and the same EVALSHA beside each of redisjobs's samples.
-            results["floor"][str(n)] = floor(url, args.repeat)
+            results["floor"][str(n)] = floor(bare_client, bare, args.repeat)
             for t in made:
                 start = time.monotonic()
                 timings, beside = measure(t, n, args.repeat, small, big, bare if t.name == "redis" else None)

@@ -235,13 +235,9 @@ def _send(conn: Any, packed: Sequence[bytes | memoryview], reader: Any, check_he
     (see ``_fast_reader``) is given and no health check is due, with redis-py's errors. Never a
     health check (a PING and its reply) while replies are owed: ``check_health=False``."""
     sock = conn._sock if reader is not None and type(conn).send_packed_command is _PLAIN_SEND else None
-    if sock is None or (
-        check_health and conn.health_check_interval and time.monotonic() > conn.next_health_check
-    ):
-        if check_health:
-            conn.send_packed_command(packed)
-        else:  # (by keyword, as redis-py's own send_command passes it)
-            conn.send_packed_command(packed, check_health=False)
+    due = check_health and conn.health_check_interval and time.monotonic() > conn.next_health_check
+    if sock is None or due:  # (check_health by keyword, as redis-py's own send_command passes it)
+        conn.send_packed_command(packed, check_health=check_health)
         return
     try:
         for item in packed:
@@ -266,22 +262,18 @@ def _one(conn: Any, args: tuple[Any, ...], _each: Any) -> Any:
 def _many(conn: Any, commands: tuple[tuple[Any, ...], ...], each: _Each | None) -> list[Any]:
     packer = getattr(conn, "_command_packer", None)
     packed = packer.pack_many(commands) if isinstance(packer, Packer) else None
-    if packed is None:
-        packed = conn.pack_commands(commands)
-    return _packed(conn, (packed, len(commands)), each)
-
-
-def _packed(conn: Any, args: tuple[Sequence[bytes | memoryview], int], each: _Each | None) -> list[Any]:
-    """Send commands already packed, ``(buffers, how many commands)``; read every reply, then raise
-    the first error reply."""
-    packed, n = args
     reader = _fast_reader(conn)
-    _send(conn, packed, reader)
-    replies = _read_many(conn, n, each, reader)
-    for reply in replies:
-        if isinstance(reply, redis.exceptions.ResponseError):
-            raise reply
+    _send(conn, packed if packed is not None else conn.pack_commands(commands), reader)
+    replies = _read_many(conn, len(commands), each, reader)
+    error = _first_error(replies)
+    if error is not None:
+        raise error
     return replies
+
+
+def _first_error(replies: list[Any]) -> redis.exceptions.ResponseError | None:
+    """The first error reply (read as an exception object) among ``replies``, if any."""
+    return next((r for r in replies if isinstance(r, redis.exceptions.ResponseError)), None)
 
 
 def _pack_per_key(name: str, keys: Sequence[bytes]) -> bytes:
@@ -306,7 +298,7 @@ def _streamed(conn: Any, args: tuple[list[bytes], list[int]], each: _Each | None
             sent += 1
         replies = _read_many(conn, n, None, reader)
         if error is None:
-            error = next((r for r in replies if isinstance(r, redis.exceptions.ResponseError)), None)
+            error = _first_error(replies)
             if error is None and each is not None:
                 _hand_over(conn, each, k, replies)
     if error is not None:
