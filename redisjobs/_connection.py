@@ -155,6 +155,13 @@ class Lane:
         """Send one command and return its raw reply (no response callbacks)."""
         return self._run(_one, args, None)
 
+    def execute_packed(self, packed: bytes, repeat: bytes | None = None) -> Any:
+        """Send one command packed already (see ``bulks``) and return its raw reply. An attempt
+        that redis-py's retry repeats (a connection lost before the reply was read) sends
+        ``repeat`` instead, if given: a script can then tell a first run, whose request cannot
+        have run before, from a repeat, which must look for the first run's work."""
+        return self._run(_one_packed, packed, None, repeat)
+
     def execute_many(self, *commands: tuple[Any, ...], each: _Each | None = None) -> list[Any]:
         """Send several commands in one write and return their raw replies, in order (a pipeline
         without redis-py's pipeline object). An error reply is raised once every reply is read.
@@ -177,9 +184,10 @@ class Lane:
         packed = [_pack_per_key(name, chunk) for chunk in chunks]
         self._run(_streamed, (packed, [len(chunk) for chunk in chunks]), each)
 
-    def _run(self, exchange: _Exchange, args: Any, each: _Each | None) -> Any:
+    def _run(self, exchange: _Exchange, args: Any, each: _Each | None, repeat: Any = None) -> Any:
         """``exchange(connection, args, each)`` on an idle connection (a new one if none is), with
-        redis-py's retries; the connection goes back to the idle list whatever happens."""
+        redis-py's retries (which send ``repeat`` instead of ``args``, if given); the connection
+        goes back to the idle list whatever happens."""
         if self._forks != _forks:  # forked since: the parent's sockets are not ours
             self._idle, self._forks = [], _forks
         try:
@@ -200,7 +208,7 @@ class Lane:
             def attempt() -> Any:
                 if failed:
                     raise failed.pop()
-                return _exchange(conn, exchange, args, each)
+                return _exchange(conn, exchange, args if repeat is None else repeat, each)
 
             return conn.retry.call_with_retry(attempt, lambda _error: conn.disconnect())
         finally:
@@ -248,9 +256,20 @@ def _send(conn: Any, packed: Sequence[bytes | memoryview], reader: Any, check_he
         raise redis.exceptions.ConnectionError(f"Error while writing to socket: {e!r}") from e
 
 
+def bulks(items: Sequence[bytes]) -> bytes:
+    """``items`` as RESP bulk strings, one after the other: a command's arguments packed by one
+    bytes formatting each, for a hot call whose arguments are all small bytes (hiredis's packer
+    takes longer for each, and redis-py's checks of each argument's type as long again)."""
+    return b"".join([b"$%d\r\n%b\r\n" % (len(item), item) for item in items])
+
+
 def _one(conn: Any, args: tuple[Any, ...], _each: Any) -> Any:
+    return _one_packed(conn, conn.pack_command(*args), _each)
+
+
+def _one_packed(conn: Any, packed: bytes | list[bytes | memoryview], _each: Any) -> Any:
     reader = _fast_reader(conn)
-    _send(conn, conn.pack_command(*args), reader)
+    _send(conn, [packed] if isinstance(packed, bytes) else packed, reader)
     if reader is None:
         return conn.read_response()
     reply = _read_fast(conn, reader)

@@ -18,7 +18,7 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
-from ._connection import Lane, is_cluster
+from ._connection import Lane, bulks, is_cluster
 from ._lifecycle import STATUSES, lua_status_positions, lua_timed, lua_transitions
 
 _INCLUDE = re.compile(r'^-- @include "([a-z_]+)"$', re.MULTILINE)
@@ -121,13 +121,29 @@ class LaneScript:
     def __init__(self, lane: Lane, script: Script) -> None:
         self._lane, self._script = lane, script
         self.sha = script.sha
+        self._evalsha = bulks([b"EVALSHA", script.sha.encode()])
 
     def __call__(self, keys: list[Any], args: list[Any]) -> Any:
         try:
             return self._lane.execute("EVALSHA", self.sha, len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:
-            self._lane.execute("SCRIPT", "LOAD", self._script.script)
+            self._load()
             return self._lane.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+
+    def run_packed(self, numkeys: int, count: int, body: bytes, first: bytes, repeat: bytes) -> Any:
+        """EVALSHA with its keys and arguments packed already (``bulks``): ``count`` of them in
+        ``body`` and then one more, ``first`` on the first send and ``repeat`` when redis-py's
+        retry sends the call again (see ``Lane.execute_packed``)."""
+        number = b"%d" % numkeys
+        head = b"*%d\r\n%b$%d\r\n%b\r\n" % (count + 4, self._evalsha, len(number), number)
+        try:
+            return self._lane.execute_packed(head + body + first, head + body + repeat)
+        except redis.exceptions.NoScriptError:  # (nothing ran: the next send is a first one too)
+            self._load()
+            return self._lane.execute_packed(head + body + first, head + body + repeat)
+
+    def _load(self) -> None:
+        self._lane.execute("SCRIPT", "LOAD", self._script.script)
 
 
 class Scripts:

@@ -72,6 +72,7 @@ from ._connection import (
     DEFAULT_BACKOFF_CAP,
     DEFAULT_RETRIES,
     Lane,
+    bulks,
     is_cluster,
     lane_for,
     make_client,
@@ -95,7 +96,7 @@ from ._errors import (
 from ._events import Event, Settled
 from ._keys import Keys
 from ._lifecycle import FINISHED, STATUSES
-from ._scripts import ReplicaTimeout, Scripts
+from ._scripts import LaneScript, ReplicaTimeout, Scripts
 from ._types import Job, RunStatus, SubmitRecordState
 
 log = logging.getLogger("redisjobs")
@@ -172,9 +173,23 @@ _UUID_CLEAR = ~((0xF << 76) | (0x3 << 62))
 _UUID_SET = (0x4 << 76) | (0x2 << 62)
 
 
-@functools.lru_cache(maxsize=8)
-def _default_actor(pid: int) -> str:
-    return f"{socket.gethostname()}:{pid}"
+#: ``host:pid`` of this process, made on first use and again in a forked child.
+_this_actor: str | None = None
+
+
+def _default_actor() -> str:
+    global _this_actor
+    if _this_actor is None:
+        _this_actor = f"{socket.gethostname()}:{os.getpid()}"
+    return _this_actor
+
+
+def _forget_actor() -> None:
+    global _this_actor
+    _this_actor = None
+
+
+os.register_at_fork(after_in_child=_forget_actor)
 
 
 def _check_owner(owner: object) -> None:
@@ -273,6 +288,10 @@ def _gap(candidates: list[bytes], got: list[Any], stale: int, before: int) -> in
 def _flat(reply: Any) -> Any:
     """A hash as a flat ``[field, value, ...]`` list, from RESP3's map as from RESP2's array."""
     return list(itertools.chain.from_iterable(reply.items())) if isinstance(reply, dict) else reply
+
+
+#: The claim script's last argument: whether this send may repeat one that ran (see its header).
+_FIRST, _REPEAT = bulks([b"0"]), bulks([b"1"])
 
 
 def _request_id() -> str:
@@ -384,6 +403,7 @@ class RedisJobDefManager:
         self._queue_head: list[bytes] = []
         #: How many of the queue's head other processes took between two claims, lately.
         self._claim_gap = 7
+        self._claim_keys_packed = bulks([key.encode() for key in self.keys.claim_keys])
         self._lock = threading.Lock()
         if chunk_size < 1024:
             raise ValueError(f"chunk_size must be at least 1024 bytes, got {chunk_size}")
@@ -478,7 +498,7 @@ class RedisJobDefManager:
     def actor(self) -> str:
         """Who the events say did it: the ``actor`` given, else ``host:pid`` (of this process, so
         that a forked child reports itself)."""
-        return self._actor or _default_actor(os.getpid())
+        return self._actor or _default_actor()
 
     def close(self) -> None:
         """Release the connection pool (a client passed in is closed too)."""
@@ -964,19 +984,14 @@ class RedisJobDefManager:
             raise ValueError(f"lease must be between 0 and 30 days in seconds, got {lease!r}")
         if not 1 <= limit <= 1000:
             raise ValueError(f"limit must be between 1 and 1000, got {limit!r}")
-        k = self.keys
-        prefix = k.job_prefix
         candidates = self._queue_head
         claimed: list[Job] = []
         for _attempt in range(4):
             # Candidates beyond the jobs to take cover the claims of other processes since this
             # one last looked: as many as it saw taken before, twice over, and a few more.
             window = min(1000, limit + 2 * self._claim_gap + 2)
-            _ok, got, head, _expiry, stale = self._s.claim(
-                keys=[*k.claim_keys, k.claim_requests, *[prefix + jid for jid in candidates]],
-                args=[owner, int(lease * 1000), limit - len(claimed), window, self.actor, self.event_maxlen,
-                      _now(), prefix, _request_id()],
-            )  # fmt: skip
+            take = limit - len(claimed)
+            got, head, stale = self._claim_once(owner, int(lease * 1000), take, take + window - 1, candidates)
             self._claim_gap = _gap(candidates, got, stale, self._claim_gap)
             candidates = self._queue_head = head
             for _jid, fields in got:
@@ -986,6 +1001,34 @@ class RedisJobDefManager:
             if len(claimed) >= limit or not stale:
                 break
         return claimed
+
+    def _claim_once(
+        self, owner: str, lease_ms: int, take: int, last: int, candidates: list[bytes]
+    ) -> tuple[list[Any], list[bytes], int]:
+        """One run of the claim script: (claimed, the queue's head after it, stale)."""
+        k = self.keys
+        prefix = k.job_prefix
+        script = self._s.claim
+        if isinstance(script, LaneScript):  # the hot path, packed here (see ``bulks``)
+            body = b"%b%b%b" % (
+                self._claim_keys_packed,
+                bulks([prefix + jid for jid in candidates]),
+                bulks([owner.encode(), b"%d" % lease_ms, b"%d" % take, b"%d" % last, self.actor.encode(),
+                       b"%d" % self.event_maxlen, repr(_now()).encode(), prefix, _request_id().encode()]),
+            )  # fmt: skip
+            numkeys = len(k.claim_keys) + len(candidates)
+            reply = script.run_packed(numkeys, numkeys + 9, body, _FIRST, _REPEAT)
+        else:  # (without a lane, every send may be a repeat)
+            reply = script(
+                keys=[*k.claim_keys, *[prefix + jid for jid in candidates]],
+                args=[owner, lease_ms, take, last, self.actor, self.event_maxlen, _now(), prefix,
+                      _request_id(), "1"],
+            )  # fmt: skip
+        n = reply[3]  # (the reply: OK, expiry, stale, n, then n (id, hash) pairs, then the head)
+        if n == 1:
+            return [(reply[4], reply[5])], reply[6:], reply[2]
+        end = 4 + 2 * n
+        return list(zip(reply[4:end:2], reply[5:end:2], strict=True)), reply[end:], reply[2]
 
     @_guarded
     def renew(self, jid: str, owner: str, *, lease: float = 30.0) -> float:
@@ -1052,15 +1095,18 @@ class RedisJobDefManager:
             raise InvalidTransition(None, RunStatus.DISPATCHED.value, to_d)
         if to_r not in FINISHED:
             raise InvalidTransition(None, RunStatus.RUNNING.value, to_r)
+        k = self.keys
         held = [
-            j.decode() for j, o in self.client.hscan_iter(self.keys.owners, count=1000) if o.decode() == owner
+            j.decode()
+            for j, o in self.client.hscan_iter(k.owners, count=1000)
+            if o.decode() == owner and not k.is_claim_record(j)
         ]
         done: list[Settled] = []
         for start in range(0, len(held), self.batch_size):
             done += self._settle("recover", owner, held[start : start + self.batch_size], to_d, to_r)
         # The record of the owner's last claim goes too (a restarted owner repeats no earlier call),
         # so owner names used once do not leave a field each behind.
-        self.client.hdel(self.keys.claim_requests, owner)
+        self.client.hdel(k.owners, k.claim_record(owner))
         return done
 
     def _settle(self, mode: str, owner: str, ids: list[str], to_d: str, to_r: str) -> list[Settled]:
@@ -1458,7 +1504,7 @@ class RedisJobDefManager:
         leased = {
             m.decode(): float(score) for m, score in self.client.zrange(k.leases, 0, -1, withscores=True)
         }
-        owned = {j.decode() for j in self.client.hkeys(k.owners)}
+        owned = {j.decode() for j in self.client.hkeys(k.owners) if not k.is_claim_record(j)}
         for jid in sorted(set(leased) | owned):
             if (jid in leased) != (jid in owned):
                 problems.append(

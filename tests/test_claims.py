@@ -12,6 +12,7 @@ import itertools
 import multiprocessing
 import os
 import re
+import socket
 import threading
 import time
 import uuid
@@ -426,7 +427,7 @@ def test_recover_settles_only_that_owners_jobs(make_store: Any) -> None:
     assert (status(m, b1), status(m, b2)) == (DISPATCHED, RUNNING)
     assert (m.lease_of(b1), m.lease_of(b2)) == b_leases
     # A's record of its last claim is gone with its jobs; B's stays.
-    assert set(m.client.hkeys(m.keys.claim_requests)) == {b"B"}
+    assert {f for f in m.client.hkeys(m.keys.owners) if m.keys.is_claim_record(f)} == {b" B"}
     assert m.recover("A") == []
 
 
@@ -679,6 +680,10 @@ def test_manager_used_after_fork(real_namespace: tuple[str, str]) -> None:
         lease = m.lease_of(second)
         assert lease is not None and lease[0] == "child"
         assert status(m, second) == DISPATCHED
+        # Events name the process that acted: the child its own pid, not the parent's.
+        host = socket.gethostname()
+        claims = {e.jid: e.actor for e in m.events(count=100) if e.op == "claim"}
+        assert claims == {first: f"{host}:{os.getpid()}", second: f"{host}:{pid}"}
         # The parent's manager still works after the child used (and closed) its copy.
         assert m.claim("parent") == []
         m.set_status(first, RUNNING, owner="parent")

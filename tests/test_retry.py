@@ -110,6 +110,21 @@ def test_a_repeated_claim_claims_no_second_job(lossy: RedisJobDefManager) -> Non
     assert ops(lossy, first)["claim"] == 2 and ops(lossy, second)["claim"] == 0  # warm-up + one
 
 
+def test_a_repeated_claim_returns_what_its_first_run_claimed(lossy: RedisJobDefManager) -> None:
+    # The first run claims the head as the previous claim showed it (no stale retry here): the
+    # repeat must find its record, though a first send of a claim does not look for one.
+    ids = [lossy.create({"name": f"j{i}"}, b"x")["job_id"] for i in range(3)]
+    assert [j.job_id for j in lossy.claim("warm-up", lease=60)] == ids[:1]
+    lose_next_reply()
+    got = lossy.claim("server-1", lease=60)
+    assert LossyConnection.lost == 1
+    assert [j.job_id for j in got] == ids[1:2]
+    assert got[0].meta["status"] == "DISPATCHED"
+    assert lossy.get_meta(ids[2])["status"] == "SUBMITTED"
+    assert lossy.lease_of(ids[2]) is None
+    assert [ops(lossy, jid)["claim"] for jid in ids] == [1, 1, 0]
+
+
 def test_a_repeated_release_and_owner_start_succeed(lossy: RedisJobDefManager) -> None:
     jid = lossy.create({"name": "r"}, b"x")["job_id"]
     assert [j.job_id for j in lossy.claim("server-1")] == [jid]

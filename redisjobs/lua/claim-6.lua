@@ -1,0 +1,114 @@
+--[[
+  Claim the best queued job(s) (highest priority, then first submitted) into DISPATCHED for an
+  owner, with a lease, exactly once across every process.
+
+  Job keys cannot be built in Lua, so the caller passes candidates: the queue's head as the
+  previous call's reply showed it. The script claims the queue's current head only, in order,
+  as far as the candidates reach; every reply carries the current head for the next call, so a
+  process claiming in a loop needs one round trip per claim. A repeated call (same request id)
+  claims nothing more: it returns the jobs its first run claimed that the owner still holds. The
+  record of an owner's last claim is one field of the owners hash (" " and the owner's name: no
+  job id starts with a space), overwritten by its next claim in the same HSET that records the
+  jobs' owner, so claims at any rate keep no more records than there are owners.
+
+  Numbers cross into Redis as strings made once: Lua formats a number argument with sprintf.
+
+  Input:
+    KEYS[1] queue zset          queue
+    KEYS[2] leases zset         leases
+    KEYS[3] owners hash         owners (job id -> owner; " " .. owner -> its last claim: request
+                                id, expiry, stale, ids)
+    KEYS[4] event stream        events
+    KEYS[5] status:SUBMITTED
+    KEYS[6] status:DISPATCHED
+    KEYS[7 ..] the candidates' job hashes, in queue order as last seen
+
+    ARGV[1] owner
+    ARGV[2] lease, milliseconds
+    ARGV[3] limit: at most this many jobs
+    ARGV[4] the last rank of the queue's top to read: limit + window - 1, where window is how many
+            ids of the queue's head to return for the next call
+    ARGV[5] actor
+    ARGV[6] event stream cap
+    ARGV[7] time (epoch seconds)
+    ARGV[8] the job-hash key prefix (a candidate's key is the prefix and its id)
+    ARGV[9] request id
+    ARGV[10] "1" if this call may repeat one that ran (redis-py's retry sent it again), else "0"
+
+  Output: one flat array (each nested array costs the server more to convert than its elements)
+    {1, expiry_ms, stale, n, jid, fields, ..., head ...}
+      expiry_ms: the leases' expiry, server time
+      stale: 1 if the queue's head held a job that was not a candidate (call again with `head`)
+      n: how many jobs were claimed; then for each, in queue order, its id and its job hash as a
+         field/value array
+      head: the rest, the queue's first `window` ids after the claim
+]]
+-- @include "common"
+
+local owner, limit = ARGV[1], tonumber(ARGV[3])
+local window = tonumber(ARGV[4]) + 1 - limit
+local record_field = " " .. owner
+
+-- A job's key if it is one of the candidates, else nil. Lua strings are interned, so comparing two
+-- compares pointers: a scan of a few candidates costs less than indexing them; many are indexed.
+local prefix = ARGV[8]
+local index = nil
+if #KEYS > 6 + 32 then
+  index = {}
+  for i = 7, #KEYS do index[KEYS[i]] = true end
+end
+local function candidate(jid)
+  local key = prefix .. jid
+  if index then return index[key] and key or nil end
+  for i = 7, #KEYS do
+    if KEYS[i] == key then return key end
+  end
+  return nil
+end
+
+-- Only a repeat can find its record: a first send of a fresh request id need not look.
+local prior = ARGV[10] == "1" and redis.call("HGET", KEYS[3], record_field)
+if prior and string.find(prior, ARGV[9] .. " ", 1, true) == 1 then
+  local words = {}
+  for word in string.gmatch(prior, "%S+") do words[#words + 1] = word end
+  local out = {OK, tonumber(words[2]), tonumber(words[3]), 0}
+  for n = 4, #words do
+    local jid = words[n]
+    local key = candidate(jid)
+    if key and redis.call("HGET", KEYS[3], jid) == owner then
+      out[#out + 1] = jid
+      out[#out + 1] = redis.call("HGETALL", key)
+      out[4] = out[4] + 1
+    end
+  end
+  for _, jid in ipairs(redis.call("ZRANGE", KEYS[1], "0", tostring(window - 1))) do out[#out + 1] = jid end
+  return out
+end
+
+local expiry = server_ms() + tonumber(ARGV[2])
+local expiry_text = string.format("%d", expiry)
+-- One read of the queue's top serves both the claim and the reply's view of the next head.
+local top = redis.call("ZRANGE", KEYS[1], "0", ARGV[4])
+local out, stale, owned, record = {OK, expiry, 0, 0}, "0", {}, {ARGV[9], expiry_text, "0"}
+for n = 1, math.min(limit, #top) do
+  local jid = top[n]
+  local job_key = candidate(jid)
+  if not job_key then stale = "1"; break end
+  redis.call("ZREM", KEYS[1], jid)
+  redis.call("SMOVE", KEYS[5], KEYS[6], jid)
+  redis.call("HSET", job_key, "status", '"DISPATCHED"')
+  redis.call("ZADD", KEYS[2], expiry_text, jid)
+  emit(KEYS[4], ARGV[6], jid, "claim", "SUBMITTED", "DISPATCHED", ARGV[5], ARGV[7])
+  out[#out + 1] = jid
+  out[#out + 1] = redis.call("HGETALL", job_key)
+  out[4] = n
+  owned[#owned + 1] = jid
+  owned[#owned + 1] = owner
+  record[n + 3] = jid
+end
+record[3], out[3] = stale, tonumber(stale)
+owned[#owned + 1] = record_field
+owned[#owned + 1] = table.concat(record, " ")
+redis.call("HSET", KEYS[3], unpack(owned))
+for n = out[4] + 1, math.min(#top, out[4] + window) do out[#out + 1] = top[n] end
+return out
