@@ -155,6 +155,11 @@ class Lane:
         """Send one command and return its raw reply (no response callbacks)."""
         return self._run(_one, args, None)
 
+    def execute_or_repeat(self, args: tuple[Any, ...], repeat: tuple[Any, ...]) -> Any:
+        """``execute(*args)``, but an attempt that redis-py's retry repeats sends ``repeat``
+        instead (see ``execute_packed``)."""
+        return self._run(_one, args, None, repeat)
+
     def execute_packed(self, packed: bytes, repeat: bytes | None = None) -> Any:
         """Send one command packed already (see ``bulks``) and return its raw reply. An attempt
         that redis-py's retry repeats (a connection lost before the reply was read) sends

@@ -121,21 +121,30 @@ class LaneScript:
     def __init__(self, lane: Lane, script: Script) -> None:
         self._lane, self._script = lane, script
         self.sha = script.sha
-        self._evalsha = bulks([b"EVALSHA", script.sha.encode()])
+        self._packed_name = bulks([b"EVALSHA", script.sha.encode()])
 
-    def __call__(self, keys: list[Any], args: list[Any]) -> Any:
+    def __call__(self, keys: list[Any], args: list[Any], repeat: list[Any] | None = None) -> Any:
+        """EVALSHA; with ``repeat`` given, the arguments that redis-py's retry sends instead of
+        ``args`` when it sends the call again (see ``Lane.execute_packed``)."""
         try:
-            return self._lane.execute("EVALSHA", self.sha, len(keys), *keys, *args)
-        except redis.exceptions.NoScriptError:
+            return self._evalsha(keys, args, repeat)
+        except redis.exceptions.NoScriptError:  # (nothing ran: the next send is a first one too)
             self._load()
+            return self._evalsha(keys, args, repeat)
+
+    def _evalsha(self, keys: list[Any], args: list[Any], repeat: list[Any] | None) -> Any:
+        if repeat is None:
             return self._lane.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+        return self._lane.execute_or_repeat(
+            ("EVALSHA", self.sha, len(keys), *keys, *args), ("EVALSHA", self.sha, len(keys), *keys, *repeat)
+        )
 
     def run_packed(self, numkeys: int, count: int, body: bytes, first: bytes, repeat: bytes) -> Any:
         """EVALSHA with its keys and arguments packed already (``bulks``): ``count`` of them in
         ``body`` and then one more, ``first`` on the first send and ``repeat`` when redis-py's
         retry sends the call again (see ``Lane.execute_packed``)."""
         number = b"%d" % numkeys
-        head = b"*%d\r\n%b$%d\r\n%b\r\n" % (count + 4, self._evalsha, len(number), number)
+        head = b"*%d\r\n%b$%d\r\n%b\r\n" % (count + 4, self._packed_name, len(number), number)
         try:
             return self._lane.execute_packed(head + body + first, head + body + repeat)
         except redis.exceptions.NoScriptError:  # (nothing ran: the next send is a first one too)

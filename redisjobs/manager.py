@@ -588,7 +588,7 @@ class RedisJobDefManager:
         manifest, writer = self.blobs.stage(jid, "data", content)
         k = self.keys
         try:
-            code, *rest = self._s.create(
+            code = self._s.create(
                 keys=[
                     k.job(jid),
                     k.blobs(jid),
@@ -622,7 +622,7 @@ class RedisJobDefManager:
         # period is over, unless the job now references them.
         if code < 0:
             self.blobs.abort(writer)
-        raise_for_code(code, jid, rest)
+            raise_for_code(code, jid, [])
 
     # -- deleting --------------------------------------------------------------------------------
 
@@ -896,33 +896,38 @@ class RedisJobDefManager:
         # compare-and-set or an owner's call would be refused, and any would report "no change".
         # Plain meta updates are idempotent without one.
         recorded = bool(status or expected_value or owner)
-        code, *rest = self._s.update(
-            keys=[
-                k.job(jid),
-                k.jobs,
-                k.queue,
-                k.events,
-                k.leases,
-                k.owners,
-                *k.status_sets,
-                k.request(_request_id()) if recorded else k.request("-"),
-            ],
-            args=[
-                jid,
-                status,
-                expected_value,
-                int(now * 1_000_000),
-                start_time,
-                offset,
-                self.actor,
-                self.event_maxlen,
-                priority,
-                owner or "",
-                "1" if recorded else "",
-                *approvals,
-                *encoded,
-            ],
-        )
+        keys = [
+            k.job(jid),
+            k.jobs,
+            k.queue,
+            k.events,
+            k.leases,
+            k.owners,
+            *k.status_sets,
+            k.request(_request_id()) if recorded else k.request("-"),
+        ]
+        args = [
+            jid,
+            status,
+            expected_value,
+            int(now * 1_000_000),
+            start_time,
+            offset,
+            self.actor,
+            self.event_maxlen,
+            priority,
+            owner or "",
+            "2" if recorded else "",  # (the record: look for it, this may be a repeat)
+            *approvals,
+            *encoded,
+        ]
+        script = self._s.update
+        if recorded and isinstance(script, LaneScript):  # a lane tells a first send from a repeat
+            first = list(args)
+            first[10] = "1"
+            code, *rest = script(keys, first, repeat=args)
+        else:
+            code, *rest = script(keys=keys, args=args)
         raise_for_code(code, jid, rest, new_status=status, expected=expected_value, owner=owner or "")
         return bool(code == 1)
 

@@ -28,11 +28,11 @@
     ARGV[12+2n ..] job hash field, value pairs: meta (orjson values) and approvals
             ("\0approval:" .. reviewer -> orjson [approved, note])
 
-  Output:
-    {1, seq}  created; also the reply when this very call ran before (a retry: the data
-              manifest, which carries a random version, is already the stored one)
-    {-2}      the id is taken (the upload's registration is dropped; the caller removes its chunks)
-    {-5}      the upload's registration is gone: gc() collected it as abandoned; nothing written
+  Output: a number, not an array (an array costs the server more to convert than its elements)
+    seq  (> 0) created; also the reply when this very call ran before (a retry: the data
+         manifest, which carries a random version, is already the stored one)
+    -2   the id is taken (the upload's registration is dropped; the caller removes its chunks)
+    -5   the upload's registration is gone: gc() collected it as abandoned; nothing written
 ]]
 -- @include "common"
 
@@ -43,12 +43,12 @@ local status = ARGV[8]
 
 if redis.call("EXISTS", KEYS[1]) == 1 then
   if nblobs > 0 and redis.call("HGET", KEYS[2], ARGV[12]) == ARGV[13] then
-    return {OK, tonumber(redis.call("ZSCORE", KEYS[3], jid))}
+    return tonumber(redis.call("ZSCORE", KEYS[3], jid))
   end
   if ARGV[7] ~= "" then redis.call("ZREM", KEYS[8], ARGV[7]) end
-  return {E_EXISTS}
+  return E_EXISTS
 end
-if ARGV[7] ~= "" and redis.call("ZREM", KEYS[8], ARGV[7]) == 0 then return {E_UPLOAD_EXPIRED} end
+if ARGV[7] ~= "" and redis.call("ZREM", KEYS[8], ARGV[7]) == 0 then return E_UPLOAD_EXPIRED end
 
 local seq = redis.call("INCR", KEYS[5])
 hset_range(KEYS[1], first_field, #ARGV)
@@ -58,4 +58,4 @@ redis.call("ZADD", KEYS[3], seq, jid)
 if status == "SUBMITTED" then redis.call("ZADD", KEYS[4], queue_score(tonumber(ARGV[2]), seq), jid) end
 redis.call("SADD", KEYS[7], jid)
 emit(KEYS[6], ARGV[5], jid, ARGV[9], "", status, ARGV[3], ARGV[4])
-return {OK, seq}
+return seq

@@ -46,7 +46,7 @@ local mode, owner = ARGV[1], ARGV[2]
 local target = {DISPATCHED = ARGV[3], RUNNING = ARGV[4]}
 local now = server_ms()
 local ctx = {status0 = 5, queue = KEYS[3], jobs = KEYS[5], events = KEYS[4], leases = KEYS[1],
-             owners = KEYS[2], now_us = tonumber(ARGV[7]), time = tonumber(ARGV[7]) / 1e6,
+             owners = KEYS[2], now_us = tonumber(ARGV[7]), time = seconds_text(ARGV[7]),
              start_time = ARGV[8], offset = ARGV[9], actor = ARGV[5], maxlen = ARGV[6]}
 local done = {}
 for i = 10, #ARGV do

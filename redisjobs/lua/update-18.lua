@@ -36,7 +36,8 @@
     ARGV[9]  new priority, or "" when unchanged
     ARGV[10] owner asserted by the caller, or "": a claimed job starts (RUNNING) or goes back to
              the queue only by its owner's hand
-    ARGV[11] "1": keep a request record (the call asks for a status), else ""
+    ARGV[11] keep a request record (the call asks for a status): "1" on a first send, "2" when
+             this may repeat a call that ran (redis-py's retry sent it again); "" for none
     ARGV[12 ..] job hash field, value pairs: meta (orjson values) and approvals
              ("\0approval:" .. reviewer -> orjson [approved, note])
 
@@ -55,9 +56,9 @@
 -- @include "move"
 
 local jid, new, expected, asserted = ARGV[1], ARGV[2], ARGV[3], ARGV[10]
-local request = ARGV[11] == "1" and KEYS[18]
+local request = ARGV[11] ~= "" and KEYS[18]
 
-if request then
+if ARGV[11] == "2" then  -- only a repeat can find its record: a first send need not look
   local prior = replayed(request)
   if prior then return {tonumber(string.sub(prior, 1, 1)), string.sub(prior, 3)} end
 end
@@ -85,7 +86,7 @@ hset_range(KEYS[1], 12, #ARGV)
 
 if change then
   local ctx = {status0 = 6, queue = KEYS[3], jobs = KEYS[2], events = KEYS[4], leases = KEYS[5],
-               owners = KEYS[6], now_us = tonumber(ARGV[4]), time = tonumber(ARGV[4]) / 1e6,
+               owners = KEYS[6], now_us = tonumber(ARGV[4]), time = seconds_text(ARGV[4]),
                start_time = ARGV[5], offset = ARGV[6], actor = ARGV[7], maxlen = ARGV[8],
                claimed = holder and true or false}
   move(ctx, KEYS[1], jid, cur, new, "status")

@@ -31,6 +31,12 @@ local function hset_range(key, first, last)
   end
 end
 
+-- Epoch microseconds (an integer's digits, as the client sends them) as epoch seconds with six
+-- decimals: text made by slicing, where a number passed to redis.call would be formatted by sprintf.
+local function seconds_text(us)
+  return string.sub(us, 1, -7) .. "." .. string.sub(us, -6)
+end
+
 local function emit(stream, maxlen, jid, op, old, new, actor, time)
   redis.call("XADD", stream, "MAXLEN", "~", maxlen, "*",
     "jid", jid, "op", op, "old", old or "", "new", new or "", "actor", actor, "time", time)

@@ -6,7 +6,7 @@
     ctx.status0      index in KEYS just before the status sets (KEYS[status0 + i] is the i-th status)
     ctx.queue, ctx.jobs, ctx.events, ctx.leases, ctx.owners    key names
     ctx.now_us       client time, epoch microseconds (durations)
-    ctx.time         client time, epoch seconds (events)
+    ctx.time         client time, epoch seconds as text (events; see seconds_text)
     ctx.start_time   orjson string written as start_time on RUNNING
     ctx.offset       client's UTC offset in seconds (start times without one)
     ctx.actor, ctx.maxlen
