@@ -18,8 +18,7 @@ key                                    type        holds
 ``events``                             stream      one entry per create, transition, approval, delete
 ``uploads``                            zset        blob uploads in progress: orjson [jid, comp, ver] by start
 ``leases``                             zset        claimed jobs by lease expiry (server ms)
-``owners``                             hash        claimed job id -> owner; " " + owner -> the
-                                                   record of its last claim
+``owners``                             hash        claimed job id -> owner
 ``rec:<study>:<submitter>:<token>``    hash        a submit-token record (sha256 parts)
 ``recjob:<jid>``                       set         record key suffixes of a job id
 ``{ns/jid}:chunk:<comp>:<ver>:<i>``    string      blob bytes
@@ -51,19 +50,12 @@ class Keys:
         self._status_set = dict(zip(STATUSES, self.status_sets, strict=True))
         #: ``job(jid)`` is ``job_prefix + jid`` (bytes, for hot paths that hold ids as bytes).
         self.job_prefix = (p + "job:").encode()
+        #: owner -> the record of its last claim (see claim's script)
+        self.claim_requests = f"{p}claimreq"
         #: The fixed KEYS of the claim script, in its order.
         self.claim_keys = (self.queue, self.leases, self.owners, self.events,
-                           self._status_set["SUBMITTED"], self._status_set["DISPATCHED"])  # fmt: skip
-
-    @staticmethod
-    def claim_record(owner: str) -> str:
-        """The field of ``owners`` that holds the record of ``owner``'s last claim (see the claim
-        script): no job id starts with a space."""
-        return " " + owner
-
-    @staticmethod
-    def is_claim_record(field: bytes) -> bool:
-        return field[:1] == b" "
+                           self._status_set["SUBMITTED"], self._status_set["DISPATCHED"],
+                           self.claim_requests)  # fmt: skip
 
     def request(self, rid: str) -> str:
         """A request record: a repeated call's answer (see the scripts' "request record")."""

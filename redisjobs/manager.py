@@ -1100,18 +1100,15 @@ class RedisJobDefManager:
             raise InvalidTransition(None, RunStatus.DISPATCHED.value, to_d)
         if to_r not in FINISHED:
             raise InvalidTransition(None, RunStatus.RUNNING.value, to_r)
-        k = self.keys
         held = [
-            j.decode()
-            for j, o in self.client.hscan_iter(k.owners, count=1000)
-            if o.decode() == owner and not k.is_claim_record(j)
+            j.decode() for j, o in self.client.hscan_iter(self.keys.owners, count=1000) if o.decode() == owner
         ]
         done: list[Settled] = []
         for start in range(0, len(held), self.batch_size):
             done += self._settle("recover", owner, held[start : start + self.batch_size], to_d, to_r)
         # The record of the owner's last claim goes too (a restarted owner repeats no earlier call),
         # so owner names used once do not leave a field each behind.
-        self.client.hdel(k.owners, k.claim_record(owner))
+        self.client.hdel(self.keys.claim_requests, owner)
         return done
 
     def _settle(self, mode: str, owner: str, ids: list[str], to_d: str, to_r: str) -> list[Settled]:
@@ -1509,7 +1506,7 @@ class RedisJobDefManager:
         leased = {
             m.decode(): float(score) for m, score in self.client.zrange(k.leases, 0, -1, withscores=True)
         }
-        owned = {j.decode() for j in self.client.hkeys(k.owners) if not k.is_claim_record(j)}
+        owned = {j.decode() for j in self.client.hkeys(k.owners)}
         for jid in sorted(set(leased) | owned):
             if (jid in leased) != (jid in owned):
                 problems.append(

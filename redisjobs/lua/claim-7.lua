@@ -7,21 +7,20 @@
   as far as the candidates reach; every reply carries the current head for the next call, so a
   process claiming in a loop needs one round trip per claim. A repeated call (same request id)
   claims nothing more: it returns the jobs its first run claimed that the owner still holds. The
-  record of an owner's last claim is one field of the owners hash (" " and the owner's name: no
-  job id starts with a space), overwritten by its next claim in the same HSET that records the
-  jobs' owner, so claims at any rate keep no more records than there are owners.
+  record of an owner's last claim is one field of a hash, overwritten by its next claim, so claims
+  at any rate keep no more records than there are owners.
 
   Numbers cross into Redis as strings made once: Lua formats a number argument with sprintf.
 
   Input:
     KEYS[1] queue zset          queue
     KEYS[2] leases zset         leases
-    KEYS[3] owners hash         owners (job id -> owner; " " .. owner -> its last claim: request
-                                id, expiry, stale, ids)
+    KEYS[3] owners hash         owners
     KEYS[4] event stream        events
     KEYS[5] status:SUBMITTED
     KEYS[6] status:DISPATCHED
-    KEYS[7 ..] the candidates' job hashes, in queue order as last seen
+    KEYS[7] claim records hash  claimreq (owner -> its last claim: request id, expiry, stale, ids)
+    KEYS[8 ..] the candidates' job hashes, in queue order as last seen
 
     ARGV[1] owner
     ARGV[2] lease, milliseconds
@@ -47,27 +46,26 @@
 
 local owner, limit = ARGV[1], tonumber(ARGV[3])
 local window = tonumber(ARGV[4]) + 1 - limit
-local record_field = " " .. owner
 
 -- A job's key if it is one of the candidates, else nil. Lua strings are interned, so comparing two
 -- compares pointers: a scan of a few candidates costs less than indexing them; many are indexed.
 local prefix = ARGV[8]
 local index = nil
-if #KEYS > 6 + 32 then
+if #KEYS > 7 + 32 then
   index = {}
-  for i = 7, #KEYS do index[KEYS[i]] = true end
+  for i = 8, #KEYS do index[KEYS[i]] = true end
 end
 local function candidate(jid)
   local key = prefix .. jid
   if index then return index[key] and key or nil end
-  for i = 7, #KEYS do
+  for i = 8, #KEYS do
     if KEYS[i] == key then return key end
   end
   return nil
 end
 
 -- Only a repeat can find its record: a first send of a fresh request id need not look.
-local prior = ARGV[10] == "1" and redis.call("HGET", KEYS[3], record_field)
+local prior = ARGV[10] == "1" and redis.call("HGET", KEYS[7], owner)
 if prior and string.find(prior, ARGV[9] .. " ", 1, true) == 1 then
   local words = {}
   for word in string.gmatch(prior, "%S+") do words[#words + 1] = word end
@@ -106,9 +104,8 @@ for n = 1, math.min(limit, #top) do
   owned[#owned + 1] = owner
   record[n + 3] = jid
 end
+if #owned > 0 then redis.call("HSET", KEYS[3], unpack(owned)) end
 record[3], out[3] = stale, tonumber(stale)
-owned[#owned + 1] = record_field
-owned[#owned + 1] = table.concat(record, " ")
-redis.call("HSET", KEYS[3], unpack(owned))
+redis.call("HSET", KEYS[7], owner, table.concat(record, " "))
 for n = out[4] + 1, math.min(#top, out[4] + window) do out[#out + 1] = top[n] end
 return out
