@@ -290,6 +290,39 @@ def _flat(reply: Any) -> Any:
     return list(itertools.chain.from_iterable(reply.items())) if isinstance(reply, dict) else reply
 
 
+def _seconds_text() -> bytes:
+    """Now, epoch seconds with six decimals, as text (cheaper than a float's repr)."""
+    return b"%d.%06d" % divmod(time.time_ns() // 1000, 1_000_000)
+
+
+class _ClaimBulks:
+    """The claim script's arguments that repeat from call to call (an owner's name, a lease, a
+    limit; the actor, the event cap and the key prefix), packed (``bulks``) once."""
+
+    def __init__(self, prefix: bytes) -> None:
+        self._prefix = bulks([prefix])
+        self._tail: tuple[str, int, bytes] = ("", 0, b"")
+        self._seen: dict[tuple[str, int, int, int], bytes] = {}
+
+    def of(self, owner: str, lease_ms: int, take: int, last: int) -> bytes:
+        key = (owner, lease_ms, take, last)
+        packed = self._seen.get(key)
+        if packed is None:
+            packed = bulks([owner.encode(), b"%d" % lease_ms, b"%d" % take, b"%d" % last])
+            if len(self._seen) >= 256:  # (owners are few; a new one now and then starts afresh)
+                self._seen.clear()
+            self._seen[key] = packed
+        return packed
+
+    def tail(self, actor: str, event_maxlen: int) -> bytes:
+        """The actor (it changes in a forked child), the event cap and the key prefix."""
+        tail = self._tail
+        if tail[0] != actor or tail[1] != event_maxlen:
+            packed = bulks([actor.encode(), b"%d" % event_maxlen]) + self._prefix
+            tail = self._tail = (actor, event_maxlen, packed)
+        return tail[2]
+
+
 #: The claim script's last argument: whether this send may repeat one that ran (see its header).
 _FIRST, _REPEAT = bulks([b"0"]), bulks([b"1"])
 
@@ -404,6 +437,7 @@ class RedisJobDefManager:
         #: How many of the queue's head other processes took between two claims, lately.
         self._claim_gap = 7
         self._claim_keys_packed = bulks([key.encode() for key in self.keys.claim_keys])
+        self._claim_bulks = _ClaimBulks(self.keys.job_prefix)
         self._lock = threading.Lock()
         if chunk_size < 1024:
             raise ValueError(f"chunk_size must be at least 1024 bytes, got {chunk_size}")
@@ -1015,19 +1049,20 @@ class RedisJobDefManager:
         prefix = k.job_prefix
         script = self._s.claim
         if isinstance(script, LaneScript):  # the hot path, packed here (see ``bulks``)
-            body = b"%b%b%b" % (
+            body = b"%b%b%b%b%b" % (
                 self._claim_keys_packed,
                 bulks([prefix + jid for jid in candidates]),
-                bulks([owner.encode(), b"%d" % lease_ms, b"%d" % take, b"%d" % last, self.actor.encode(),
-                       b"%d" % self.event_maxlen, repr(_now()).encode(), prefix, _request_id().encode()]),
-            )  # fmt: skip
+                self._claim_bulks.of(owner, lease_ms, take, last),
+                bulks([_seconds_text(), _request_id().encode()]),
+                self._claim_bulks.tail(self.actor, self.event_maxlen),
+            )
             numkeys = len(k.claim_keys) + len(candidates)
             reply = script.run_packed(numkeys, numkeys + 9, body, _FIRST, _REPEAT)
         else:  # (without a lane, every send may be a repeat)
             reply = script(
                 keys=[*k.claim_keys, *[prefix + jid for jid in candidates]],
-                args=[owner, lease_ms, take, last, self.actor, self.event_maxlen, _now(), prefix,
-                      _request_id(), "1"],
+                args=[owner, lease_ms, take, last, _seconds_text(), _request_id(), self.actor,
+                      self.event_maxlen, prefix, "1"],
             )  # fmt: skip
         n = reply[3]  # (the reply: OK, expiry, stale, n, then n (id, hash) pairs, then the head)
         if n == 1:

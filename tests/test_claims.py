@@ -718,3 +718,20 @@ def test_manager_built_in_a_spawned_process(real_namespace: tuple[str, str]) -> 
         assert lease is not None and lease[0] == "spawned"
         assert status(m, second) == DISPATCHED
         assert queued(m) == [first]
+
+
+def test_claim_arguments_packed_once_follow_the_manager() -> None:
+    # The claim's repeating arguments are packed once and reused: a new actor (a forked child's)
+    # or event cap, and any new owner, lease or limit, are packed afresh.
+    from redisjobs._connection import bulks
+    from redisjobs.manager import _ClaimBulks
+
+    packs = _ClaimBulks(b"rj:{x}:job:")
+    assert packs.tail("host:1", 100) == bulks([b"host:1", b"100", b"rj:{x}:job:"])
+    assert packs.tail("host:2", 100) == bulks([b"host:2", b"100", b"rj:{x}:job:"])
+    assert packs.tail("host:2", 50) == bulks([b"host:2", b"50", b"rj:{x}:job:"])
+    for n in range(600):  # more combinations than it keeps: it starts afresh, and stays right
+        assert packs.of(f"owner-{n % 7}", 1000 + n, 1, n) == bulks(
+            [f"owner-{n % 7}".encode(), b"%d" % (1000 + n), b"1", b"%d" % n]
+        )
+    assert len(packs._seen) <= 256

@@ -27,12 +27,13 @@
     ARGV[3] limit: at most this many jobs
     ARGV[4] the last rank of the queue's top to read: limit + window - 1, where window is how many
             ids of the queue's head to return for the next call
-    ARGV[5] actor
-    ARGV[6] event stream cap
-    ARGV[7] time (epoch seconds)
-    ARGV[8] the job-hash key prefix (a candidate's key is the prefix and its id)
-    ARGV[9] request id
+    ARGV[5] time (epoch seconds)
+    ARGV[6] request id
+    ARGV[7] actor
+    ARGV[8] event stream cap
+    ARGV[9] the job-hash key prefix (a candidate's key is the prefix and its id)
     ARGV[10] "1" if this call may repeat one that ran (redis-py's retry sent it again), else "0"
+    (The arguments that stay the same from call to call come last: a client can pack them once.)
 
   Output: one flat array (each nested array costs the server more to convert than its elements)
     {1, expiry_ms, stale, n, jid, fields, ..., head ...}
@@ -49,7 +50,7 @@ local window = tonumber(ARGV[4]) + 1 - limit
 
 -- A job's key if it is one of the candidates, else nil. Lua strings are interned, so comparing two
 -- compares pointers: a scan of a few candidates costs less than indexing them; many are indexed.
-local prefix = ARGV[8]
+local prefix = ARGV[9]
 local index = nil
 if #KEYS > 7 + 32 then
   index = {}
@@ -66,7 +67,7 @@ end
 
 -- Only a repeat can find its record: a first send of a fresh request id need not look.
 local prior = ARGV[10] == "1" and redis.call("HGET", KEYS[7], owner)
-if prior and string.find(prior, ARGV[9] .. " ", 1, true) == 1 then
+if prior and string.find(prior, ARGV[6] .. " ", 1, true) == 1 then
   local words = {}
   for word in string.gmatch(prior, "%S+") do words[#words + 1] = word end
   local out = {OK, tonumber(words[2]), tonumber(words[3]), 0}
@@ -87,7 +88,7 @@ local expiry = server_ms() + tonumber(ARGV[2])
 local expiry_text = string.format("%d", expiry)
 -- One read of the queue's top serves both the claim and the reply's view of the next head.
 local top = redis.call("ZRANGE", KEYS[1], "0", ARGV[4])
-local out, stale, owned, record = {OK, expiry, 0, 0}, "0", {}, {ARGV[9], expiry_text, "0"}
+local out, stale, owned, record = {OK, expiry, 0, 0}, "0", {}, {ARGV[6], expiry_text, "0"}
 for n = 1, math.min(limit, #top) do
   local jid = top[n]
   local job_key = candidate(jid)
@@ -96,7 +97,7 @@ for n = 1, math.min(limit, #top) do
   redis.call("SMOVE", KEYS[5], KEYS[6], jid)
   redis.call("HSET", job_key, "status", '"DISPATCHED"')
   redis.call("ZADD", KEYS[2], expiry_text, jid)
-  emit(KEYS[4], ARGV[6], jid, "claim", "SUBMITTED", "DISPATCHED", ARGV[5], ARGV[7])
+  emit(KEYS[4], ARGV[8], jid, "claim", "SUBMITTED", "DISPATCHED", ARGV[7], ARGV[5])
   out[#out + 1] = jid
   out[#out + 1] = redis.call("HGETALL", job_key)
   out[4] = n
