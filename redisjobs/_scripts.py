@@ -128,9 +128,12 @@ class LaneScript:
         ``args`` when it sends the call again (see ``Lane.execute_packed``)."""
         try:
             return self._evalsha(keys, args, repeat)
-        except redis.exceptions.NoScriptError:  # (nothing ran: the next send is a first one too)
+        except redis.exceptions.NoScriptError:
+            # This send did not run, but an earlier one may have: NOSCRIPT also answers a retry
+            # that reached a restarted server after the first send ran there. So send it again
+            # as a repeat (``repeat``, if given, looks for the first run's work).
             self._load()
-            return self._evalsha(keys, args, repeat)
+            return self._evalsha(keys, repeat if repeat is not None else args, None)
 
     def _evalsha(self, keys: list[Any], args: list[Any], repeat: list[Any] | None) -> Any:
         if repeat is None:
@@ -145,11 +148,12 @@ class LaneScript:
         retry sends the call again (see ``Lane.execute_packed``)."""
         number = b"%d" % numkeys
         head = b"*%d\r\n%b$%d\r\n%b\r\n" % (count + 4, self._packed_name, len(number), number)
+        again = head + body + repeat
         try:
-            return self._lane.execute_packed(head + body + first, head + body + repeat)
-        except redis.exceptions.NoScriptError:  # (nothing ran: the next send is a first one too)
+            return self._lane.execute_packed(head + body + first, again)
+        except redis.exceptions.NoScriptError:  # (sent again as a repeat: see __call__)
             self._load()
-            return self._lane.execute_packed(head + body + first, head + body + repeat)
+            return self._lane.execute_packed(again)
 
     def _load(self) -> None:
         self._lane.execute("SCRIPT", "LOAD", self._script.script)

@@ -25,6 +25,9 @@ class LossyConnection(redis.Connection):
 
     lose = 0
     lost = 0
+    #: Also flush the server's scripts when a reply is lost, as a restart does (set to an admin
+    #: client): the retry then meets NOSCRIPT.
+    flusher: redis.Redis | None = None
 
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
         reply = super().read_response(*args, **kwargs)
@@ -32,6 +35,8 @@ class LossyConnection(redis.Connection):
             LossyConnection.lose -= 1
             LossyConnection.lost += 1
             self.disconnect()
+            if LossyConnection.flusher is not None:
+                LossyConnection.flusher.script_flush()
             raise redis.ConnectionError("reply lost on purpose (test)")
         return reply
 
@@ -45,7 +50,7 @@ def lossy(redis_url: str, namespace: str) -> Iterator[RedisJobDefManager]:
     m.client.ping()  # connect (and load the scripts) before any reply is lost
     LossyConnection.lose = LossyConnection.lost = 0
     yield m
-    LossyConnection.lose = 0
+    LossyConnection.lose, LossyConnection.flusher = 0, None
     m.gc(grace=0)
     assert m.check_invariants() == []
     m.close()
@@ -123,6 +128,37 @@ def test_a_repeated_claim_returns_what_its_first_run_claimed(lossy: RedisJobDefM
     assert lossy.get_meta(ids[2])["status"] == "SUBMITTED"
     assert lossy.lease_of(ids[2]) is None
     assert [ops(lossy, jid)["claim"] for jid in ids] == [1, 1, 0]
+
+
+@pytest.fixture
+def restarting(lossy: RedisJobDefManager, redis_url: str) -> Iterator[RedisJobDefManager]:
+    """``lossy``, whose lost replies also flush the server's scripts (as a restart does)."""
+    admin = redis.Redis.from_url(redis_url)
+    LossyConnection.flusher = admin
+    yield lossy
+    LossyConnection.flusher = None
+    admin.close()
+
+
+def test_a_repeat_that_meets_noscript_is_still_a_repeat(restarting: RedisJobDefManager) -> None:
+    # The first send ran, its reply was lost, and the retry reached a server without the script
+    # (restarted): NOSCRIPT, the script loaded, and sent once more. That send must still look for
+    # the first run's record, not pass for a first send.
+    m = restarting
+    ids = [m.create({"name": f"j{i}"}, b"x")["job_id"] for i in range(3)]
+    assert [j.job_id for j in m.claim("warm-up", lease=60)] == ids[:1]
+    lose_next_reply()
+    assert [j.job_id for j in m.claim("server-1", lease=60)] == ids[1:2]
+    assert LossyConnection.lost == 1
+    assert m.get_meta(ids[2])["status"] == "SUBMITTED"
+    other = m.create({"name": "other"}, b"x")["job_id"]
+    m.set_status(other, RunStatus.FINISHED_ABORTED)  # (the status script is loaded again)
+    lose_next_reply()
+    m.release(ids[1], "server-1")  # a first send's flag would be refused: no longer DISPATCHED
+    assert LossyConnection.lost == 1
+    assert m.get_meta(ids[1])["status"] == "SUBMITTED"
+    assert [ops(m, jid)["claim"] for jid in ids] == [1, 1, 0]
+    assert ops(m, ids[1])["status"] == 1
 
 
 def test_a_repeated_release_and_owner_start_succeed(lossy: RedisJobDefManager) -> None:
