@@ -159,6 +159,16 @@ class LaneScript:
         self._lane.execute("SCRIPT", "LOAD", self._script.script)
 
 
+def run_marked(script: Any, keys: list[Any], first: list[Any], repeat: list[Any]) -> Any:
+    """Run a script that keeps a request record with ``first`` as its arguments on a first send
+    and ``repeat`` on a send that may repeat one that ran (they differ in a flag that tells the
+    script whether to look for the record). Only a lane tells the two apart; any other caller
+    (redis-py's ``Script``, ``Replicated``) sends ``repeat`` every time."""
+    if isinstance(script, LaneScript):
+        return script(keys, first, repeat=repeat)
+    return script(keys=keys, args=repeat)
+
+
 class Scripts:
     """The scripts registered on one client, as attributes named after the files.
 

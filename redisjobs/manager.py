@@ -96,7 +96,7 @@ from ._errors import (
 from ._events import Event, Settled
 from ._keys import Keys
 from ._lifecycle import FINISHED, STATUSES
-from ._scripts import LaneScript, ReplicaTimeout, Scripts
+from ._scripts import LaneScript, ReplicaTimeout, Scripts, run_marked
 from ._types import Job, RunStatus, SubmitRecordState
 
 log = logging.getLogger("redisjobs")
@@ -940,28 +940,13 @@ class RedisJobDefManager:
             *k.status_sets,
             k.request(_request_id()) if recorded else k.request("-"),
         ]
-        args = [
-            jid,
-            status,
-            expected_value,
-            int(now * 1_000_000),
-            start_time,
-            offset,
-            self.actor,
-            self.event_maxlen,
-            priority,
-            owner or "",
-            "2" if recorded else "",  # (the record: look for it, this may be a repeat)
-            *approvals,
-            *encoded,
-        ]
-        script = self._s.update
-        if recorded and isinstance(script, LaneScript):  # a lane tells a first send from a repeat
-            first = list(args)
-            first[10] = "1"
-            code, *rest = script(keys, first, repeat=args)
+        head = [jid, status, expected_value, int(now * 1_000_000), start_time, offset, self.actor,
+                self.event_maxlen, priority, owner or ""]  # fmt: skip
+        pairs = [*approvals, *encoded]
+        if recorded:  # the record: "1" a first send need not look for it, "2" a maybe-repeat must
+            code, *rest = run_marked(self._s.update, keys, [*head, "1", *pairs], [*head, "2", *pairs])
         else:
-            code, *rest = script(keys=keys, args=args)
+            code, *rest = self._s.update(keys=keys, args=[*head, "", *pairs])
         raise_for_code(code, jid, rest, new_status=status, expected=expected_value, owner=owner or "")
         return bool(code == 1)
 
@@ -1058,7 +1043,7 @@ class RedisJobDefManager:
             )
             numkeys = len(k.claim_keys) + len(candidates)
             reply = script.run_packed(numkeys, numkeys + 9, body, _FIRST, _REPEAT)
-        else:  # (without a lane, every send may be a repeat)
+        else:  # (without a lane, every send may be a repeat: see run_marked)
             reply = script(
                 keys=[*k.claim_keys, *[prefix + jid for jid in candidates]],
                 args=[owner, lease_ms, take, last, _seconds_text(), _request_id(), self.actor,
