@@ -160,12 +160,15 @@ class Lane:
         instead (see ``execute_packed``)."""
         return self._run(_one, args, None, repeat)
 
-    def execute_packed(self, packed: bytes, repeat: bytes | None = None) -> Any:
-        """Send one command packed already (see ``bulks``) and return its raw reply. An attempt
-        that redis-py's retry repeats (a connection lost before the reply was read) sends
-        ``repeat`` instead, if given: a script can then tell a first run, whose request cannot
-        have run before, from a repeat, which must look for the first run's work."""
-        return self._run(_one_packed, packed, None, repeat)
+    def execute_packed(self, packed: bytes, count: int = 1, repeat: bytes | None = None) -> list[Any]:
+        """Send ``count`` commands packed already, one after the other (see ``bulks``), in one
+        write, and return their raw replies in order; an error reply is raised once every reply is
+        read (the connection stays in step). An attempt that redis-py's retry repeats (a
+        connection lost before the replies were read) sends ``repeat`` instead, if given: a script
+        can then tell a first run, whose request cannot have run before, from a repeat, which must
+        look for the first run's work."""
+        again = None if repeat is None else (repeat, count)
+        return self._run(_packed, (packed, count), None, again)  # type: ignore[no-any-return]
 
     def execute_many(self, *commands: tuple[Any, ...], each: _Each | None = None) -> list[Any]:
         """Send several commands in one write and return their raw replies, in order (a pipeline
@@ -269,19 +272,38 @@ def bulks(items: Sequence[bytes]) -> bytes:
     return b"".join([b"$%d\r\n%b\r\n" % (len(item), item) for item in items])
 
 
+def bulks_prefixed(prefix: bytes, items: Sequence[bytes]) -> bytes:
+    """``bulks([prefix + item for item in items])``; in one join when the items are all of one
+    length (job ids of one kind, such as UUIDs), about twice as fast."""
+    if not items:
+        return b""
+    size = len(items[0])
+    if min(map(len, items)) != size or max(map(len, items)) != size:
+        return bulks([prefix + item for item in items])
+    between = b"\r\n$%d\r\n%b" % (len(prefix) + size, prefix)
+    return b"%b%b\r\n" % (between[2:], between.join(items))
+
+
 def _one(conn: Any, args: tuple[Any, ...], _each: Any) -> Any:
-    return _one_packed(conn, conn.pack_command(*args), _each)
-
-
-def _one_packed(conn: Any, packed: bytes | list[bytes | memoryview], _each: Any) -> Any:
     reader = _fast_reader(conn)
-    _send(conn, [packed] if isinstance(packed, bytes) else packed, reader)
+    _send(conn, conn.pack_command(*args), reader)
     if reader is None:
         return conn.read_response()
     reply = _read_fast(conn, reader)
     if isinstance(reply, redis.exceptions.ResponseError):
         raise reply
     return reply
+
+
+def _packed(conn: Any, args: tuple[bytes, int], _each: Any) -> list[Any]:
+    packed, count = args
+    reader = _fast_reader(conn)
+    _send(conn, [packed], reader)
+    replies = _read_many(conn, count, None, reader)
+    error = _first_error(replies)
+    if error is not None:
+        raise error
+    return replies
 
 
 def _many(conn: Any, commands: tuple[tuple[Any, ...], ...], each: _Each | None) -> list[Any]:

@@ -142,18 +142,22 @@ class LaneScript:
             ("EVALSHA", self.sha, len(keys), *keys, *args), ("EVALSHA", self.sha, len(keys), *keys, *repeat)
         )
 
-    def run_packed(self, numkeys: int, count: int, body: bytes, first: bytes, repeat: bytes) -> Any:
+    def run_packed(
+        self, numkeys: int, count: int, body: bytes, first: bytes, repeat: bytes, then: bytes, more: int
+    ) -> list[Any]:
         """EVALSHA with its keys and arguments packed already (``bulks``): ``count`` of them in
         ``body`` and then one more, ``first`` on the first send and ``repeat`` when redis-py's
-        retry sends the call again (see ``Lane.execute_packed``)."""
+        retry sends the call again (see ``Lane.execute_packed``); then ``more`` commands packed
+        already (``then``), sent right after it in the same write, and again with every send of
+        it. Returns the script's reply and theirs, in order."""
         number = b"%d" % numkeys
         head = b"*%d\r\n%b$%d\r\n%b\r\n" % (count + 4, self._packed_name, len(number), number)
-        again = head + body + repeat
+        again = head + body + repeat + then
         try:
-            return self._lane.execute_packed(head + body + first, again)
+            return self._lane.execute_packed(head + body + first + then, 1 + more, again)
         except redis.exceptions.NoScriptError:  # (sent again as a repeat: see __call__)
             self._load()
-            return self._lane.execute_packed(again)
+            return self._lane.execute_packed(again, 1 + more)
 
     def _load(self) -> None:
         self._lane.execute("SCRIPT", "LOAD", self._script.script)

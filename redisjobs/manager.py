@@ -73,6 +73,7 @@ from ._connection import (
     DEFAULT_RETRIES,
     Lane,
     bulks,
+    bulks_prefixed,
     is_cluster,
     lane_for,
     make_client,
@@ -299,10 +300,12 @@ class _ClaimBulks:
     """The claim script's arguments that repeat from call to call (an owner's name, a lease, a
     limit; the actor, the event cap and the key prefix), packed (``bulks``) once."""
 
-    def __init__(self, prefix: bytes) -> None:
+    def __init__(self, prefix: bytes, queue: bytes) -> None:
         self._prefix = bulks([prefix])
         self._tail: tuple[str, int, bytes] = ("", 0, b"")
         self._seen: dict[tuple[str, int, int, int], bytes] = {}
+        self._zrange = b"*4\r\n" + bulks([b"ZRANGE", queue, b"0"])
+        self._head: tuple[int, bytes] = (0, b"")
 
     def of(self, owner: str, lease_ms: int, take: int, last: int) -> bytes:
         key = (owner, lease_ms, take, last)
@@ -313,6 +316,13 @@ class _ClaimBulks:
                 self._seen.clear()
             self._seen[key] = packed
         return packed
+
+    def head(self, window: int) -> bytes:
+        """``ZRANGE queue 0 window-1``, packed: the queue's head, read right after a claim."""
+        head = self._head
+        if head[0] != window:
+            head = self._head = (window, self._zrange + bulks([b"%d" % (window - 1)]))
+        return head[1]
 
     def tail(self, actor: str, event_maxlen: int) -> bytes:
         """The actor (it changes in a forked child), the event cap and the key prefix."""
@@ -437,7 +447,7 @@ class RedisJobDefManager:
         #: How many of the queue's head other processes took between two claims, lately.
         self._claim_gap = 7
         self._claim_keys_packed = bulks([key.encode() for key in self.keys.claim_keys])
-        self._claim_bulks = _ClaimBulks(self.keys.job_prefix)
+        self._claim_bulks = _ClaimBulks(self.keys.job_prefix, self.keys.queue.encode())
         self._lock = threading.Lock()
         if chunk_size < 1024:
             raise ValueError(f"chunk_size must be at least 1024 bytes, got {chunk_size}")
@@ -1034,21 +1044,31 @@ class RedisJobDefManager:
         prefix = k.job_prefix
         script = self._s.claim
         if isinstance(script, LaneScript):  # the hot path, packed here (see ``bulks``)
+            # The script reads the queue's top only as far as it claims (a last rank of take - 1,
+            # so its reply holds no head), and a ZRANGE sent in the same write reads the head:
+            # straight from the sorted set, not through Lua.
+            bulk = self._claim_bulks
             body = b"%b%b%b%b%b" % (
                 self._claim_keys_packed,
-                bulks([prefix + jid for jid in candidates]),
-                self._claim_bulks.of(owner, lease_ms, take, last),
+                bulks_prefixed(prefix, candidates),
+                bulk.of(owner, lease_ms, take, take - 1),
                 bulks([_seconds_text(), _request_id().encode()]),
-                self._claim_bulks.tail(self.actor, self.event_maxlen),
+                bulk.tail(self.actor, self.event_maxlen),
             )
             numkeys = len(k.claim_keys) + len(candidates)
-            reply = script.run_packed(numkeys, numkeys + 9, body, _FIRST, _REPEAT)
-        else:  # (without a lane, every send may be a repeat: see run_marked)
-            reply = script(
-                keys=[*k.claim_keys, *[prefix + jid for jid in candidates]],
-                args=[owner, lease_ms, take, last, _seconds_text(), _request_id(), self.actor,
-                      self.event_maxlen, prefix, "1"],
-            )  # fmt: skip
+            reply, head = script.run_packed(
+                numkeys, numkeys + 9, body, _FIRST, _REPEAT, bulk.head(last + 1 - take), 1
+            )
+            n = reply[3]
+            if n == 1:
+                return [(reply[4], reply[5])], head, reply[2]
+            return list(zip(reply[4::2], reply[5::2], strict=True)), head, reply[2]
+        # Without a lane (every send may be a repeat: see run_marked), the reply carries the head.
+        reply = script(
+            keys=[*k.claim_keys, *[prefix + jid for jid in candidates]],
+            args=[owner, lease_ms, take, last, _seconds_text(), _request_id(), self.actor,
+                  self.event_maxlen, prefix, "1"],
+        )  # fmt: skip
         n = reply[3]  # (the reply: OK, expiry, stale, n, then n (id, hash) pairs, then the head)
         if n == 1:
             return [(reply[4], reply[5])], reply[6:], reply[2]

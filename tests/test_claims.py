@@ -726,7 +726,7 @@ def test_claim_arguments_packed_once_follow_the_manager() -> None:
     from redisjobs._connection import bulks
     from redisjobs.manager import _ClaimBulks
 
-    packs = _ClaimBulks(b"rj:{x}:job:")
+    packs = _ClaimBulks(b"rj:{x}:job:", b"rj:{x}:queue")
     assert packs.tail("host:1", 100) == bulks([b"host:1", b"100", b"rj:{x}:job:"])
     assert packs.tail("host:2", 100) == bulks([b"host:2", b"100", b"rj:{x}:job:"])
     assert packs.tail("host:2", 50) == bulks([b"host:2", b"50", b"rj:{x}:job:"])
@@ -735,3 +735,6 @@ def test_claim_arguments_packed_once_follow_the_manager() -> None:
             [f"owner-{n % 7}".encode(), b"%d" % (1000 + n), b"1", b"%d" % n]
         )
     assert len(packs._seen) <= 256
+    for window in (3, 3, 11, 3):  # the head's ZRANGE follows the window
+        zrange = [b"ZRANGE", b"rj:{x}:queue", b"0", b"%d" % (window - 1)]
+        assert packs.head(window) == b"*4\r\n" + bulks(zrange)

@@ -14,7 +14,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import DataError
 
 from redisjobs import RedisJobDefManager, RunStatus
-from redisjobs._connection import LARGE_ARGUMENT, Lane, Packer, lane_for, make_retry
+from redisjobs._connection import LARGE_ARGUMENT, Lane, Packer, bulks, bulks_prefixed, lane_for, make_retry
 
 
 def test_a_large_value_is_handed_to_the_socket_without_a_copy() -> None:
@@ -362,6 +362,34 @@ def test_many_replies_read_the_same_with_either_parser(redis_url: str, namespace
     assert lane.execute("HGET", key, "a") == b"1"  # still in step after the error reply
     lane.execute("DEL", key)
     lane.close()
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("parser", ["hiredis", "python"])
+def test_commands_packed_ahead_answer_in_order_and_an_error_comes_after_every_reply(
+    redis_url: str, namespace: str, parser: str
+) -> None:
+    from redis._parsers import _HiredisParser, _RESP2Parser
+
+    cls = _HiredisParser if parser == "hiredis" else _RESP2Parser
+    lane = Lane(redis.ConnectionPool.from_url(redis_url, parser_class=cls, protocol=2))
+    key = f"rj:{{{namespace}}}:packed-check".encode()
+    rpush = b"*4\r\n" + bulks([b"RPUSH", key, b"a", b"b"])
+    lrange = b"*4\r\n" + bulks([b"LRANGE", key, b"0", b"-1"])
+    assert lane.execute_packed(rpush + lrange, 2) == [2, [b"a", b"b"]]
+    with pytest.raises(redis.exceptions.ResponseError):  # (HGET of a list: WRONGTYPE)
+        lane.execute_packed(b"*3\r\n" + bulks([b"HGET", key, b"f"]) + rpush, 2)
+    assert lane.execute("LLEN", key) == 4  # the command after the error ran, and its reply was read
+    lane.execute("DEL", key)
+    lane.close()
+
+
+@pytest.mark.parametrize(
+    "items", [[], [b"a"], [b"ab", b"cd", b"ef"], [b"ab", b"c"], [b"c", b"ab"], [b"abc", b"d", b"efg"]]
+)
+def test_keys_packed_with_a_prefix_in_one_join_are_the_keys_packed_one_by_one(items: list[bytes]) -> None:
+    prefix = b"rj:{x}:job:"
+    assert bulks_prefixed(prefix, items) == bulks([prefix + item for item in items])
 
 
 @pytest.mark.real
