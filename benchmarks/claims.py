@@ -1,81 +1,104 @@
 """Claim throughput with 1, 2, 4 and 8 processes, beside bare EVALSHA calls of a trivial script.
 
-    python benchmarks/claims.py [--url URL] [--processes 1,2,4,8] [--seconds 3]
+    python benchmarks/claims.py [--url URL] [--processes 1,2,4,8] [--seconds 4] [--slice 0.5] [--out DIR]
 
-For each process count P, P processes claim (limit=1) from a deep queue for a fixed time; then the
-same P processes call EVALSHA of ``return 1`` for the same time. Both are counted per second, in
-the same run, against the same server: the ratio is what the store costs above the floor.
+For each process count P, P processes claim (limit=1) from a deep queue, and the same P processes
+call EVALSHA of ``return 1``, against the same server in the same run: the ratio of the two rates
+is what the store costs above the floor.
+
+The two are interleaved: every process follows one timetable of short slices (``--slice``
+seconds), claims in one slice, bare EVALSHA in the next, then EVALSHA over redisjobs's lane, and
+round again, until each has had ``--seconds``. This machine's speed drifts by up to 2x within
+minutes; one round of claims then one of EVALSHA let a slow stretch fall on one side only, and
+moved the ratio by as much. Interleaved, the two sides see the machine alike.
 
 The floor is a bare redis-py call (``Script.__call__``). redisjobs sends its single-command calls
-over its own connections (``Lane``), which skip the redis-py pool's per-command work; a third
-round measures EVALSHA of ``return 1`` over that lane too, so the table shows both floors.
+over its own connections (``Lane``), which skip the redis-py pool's per-command work; the third
+kind of slice measures EVALSHA of ``return 1`` over that lane too, so the table shows both floors.
 
-Each round also reports the CPU time per call of the client processes (user + system, summed
-over the processes) and of the server (from INFO), so that a ratio can be read against where the
-time went: on a machine with fewer cores than processes, every process's CPU time per call grows.
+Each kind also reports the CPU time per call of the client processes (user + system, summed over
+the processes) and of the server (from INFO, read at the slices' edges), so that a ratio can be
+read against where the time went: on a machine with fewer cores than processes, every process's
+CPU time per call grows.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing as mp
 import os
 import resource
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import machine, real_server, save, server_info, table
+from _common import RESULTS, machine, real_server, save, server_info, table
 
 from redisjobs import RedisJobDefManager
 from redisjobs._connection import lane_for, make_client, make_retry
 
+KINDS = ("claim", "evalsha", "lane_evalsha")
 
-def _claimer(url: str, ns: str, seconds: float, start: Any, out: Any) -> None:
+
+def _callers(url: str, ns: str) -> dict[str, Callable[[], int]]:
+    """One call of each kind, warmed up; each returns how many calls it counts (a claim that
+    found the queue empty counts none)."""
     m = RedisJobDefManager(url, namespace=ns)
     m.client.ping()
     m.claim("warm-up", limit=1)
     owner = f"p{os.getpid()}"
-    start.wait()
-    cpu, began = _cpu(), time.perf_counter()
-    n, stop = 0, began + seconds
-    while time.perf_counter() < stop:
-        got = len(m.claim(owner, limit=1, lease=600))
-        if not got:
-            break  # the queue ran dry: count only the time spent claiming
-        n += got
-    out.put((n, time.perf_counter() - began, _cpu() - cpu))
-
-
-def _evalsha(url: str, seconds: float, start: Any, out: Any) -> None:
     client = redis.Redis.from_url(url)
     script = client.register_script("return 1")
     script()
-    start.wait()
-    cpu, began = _cpu(), time.perf_counter()
-    n, stop = 0, began + seconds
-    while time.perf_counter() < stop:
-        script()
-        n += 1
-    out.put((n, time.perf_counter() - began, _cpu() - cpu))
-
-
-def _evalsha_lane(url: str, seconds: float, start: Any, out: Any) -> None:
-    client = make_client(url, socket_timeout=5, socket_connect_timeout=5, retry=make_retry(3, 0.05, 1))
-    lane = lane_for(client)
+    lean_client = make_client(url, socket_timeout=5, socket_connect_timeout=5, retry=make_retry(3, 0.05, 1))
+    lane = lane_for(lean_client)
     assert lane is not None
-    sha = client.script_load("return 1")
+    sha = lean_client.script_load("return 1")
     lane.execute("EVALSHA", sha, 0)
-    start.wait()
-    cpu, began = _cpu(), time.perf_counter()
-    n, stop = 0, began + seconds
-    while time.perf_counter() < stop:
+
+    def claim() -> int:
+        return len(m.claim(owner, limit=1, lease=600))
+
+    def evalsha() -> int:
+        script()
+        return 1
+
+    def lane_evalsha() -> int:
         lane.execute("EVALSHA", sha, 0)
-        n += 1
-    out.put((n, time.perf_counter() - began, _cpu() - cpu))
+        return 1
+
+    return {"claim": claim, "evalsha": evalsha, "lane_evalsha": lane_evalsha}
+
+
+def _worker(
+    url: str, ns: str, plan: list[str], slice_s: float, ready: Any, go: Any, start: Any, out: Any
+) -> None:
+    calls = _callers(url, ns)
+    ready.put(os.getpid())
+    go.wait()
+    t0 = start.value
+    done = {kind: [0, 0.0, 0.0] for kind in KINDS}  # calls, seconds, CPU seconds
+    for i, kind in enumerate(plan):
+        begin, end = t0 + i * slice_s, t0 + (i + 1) * slice_s
+        time.sleep(max(0.0, begin - time.time()))
+        call = calls[kind]
+        cpu, began = _cpu(), time.perf_counter()
+        n = 0
+        while time.time() < end:
+            got = call()
+            if not got:
+                break  # the queue ran dry (size it with --jobs): count only the time spent claiming
+            n += got
+        row = done[kind]
+        row[0] += n
+        row[1] += time.perf_counter() - began
+        row[2] += _cpu() - cpu
+    out.put(done)
 
 
 def _cpu() -> float:
@@ -89,32 +112,46 @@ def _server_cpu(client: redis.Redis) -> float:
 
 
 class Round:
-    """One round: calls per second, and CPU microseconds per call in the clients and the server."""
+    """One kind of call: calls per second, and CPU microseconds per call in the clients and the
+    server."""
 
     def __init__(self, rate: float, client_us: float, server_us: float) -> None:
         self.rate, self.client_us, self.server_us = rate, client_us, server_us
 
 
-def _rate(ctx: Any, target: Any, args: tuple[Any, ...], procs: int, seconds: float, url: str) -> Round:
-    start, out = ctx.Event(), ctx.Queue()
-    workers = [ctx.Process(target=target, args=(*args, seconds, start, out)) for _ in range(procs)]
+def _rounds(ctx: Any, url: str, ns: str, procs: int, seconds: float, slice_s: float) -> dict[str, Round]:
+    """The three kinds of call, interleaved in slices, from ``procs`` processes."""
+    rounds = max(1, math.ceil(seconds / slice_s))
+    plan = [kind for _ in range(rounds) for kind in KINDS]
+    ready, out, go, start = ctx.Queue(), ctx.Queue(), ctx.Event(), ctx.Value("d", 0.0)
+    args = (url, ns, plan, slice_s, ready, go, start, out)
+    workers = [ctx.Process(target=_worker, args=args) for _ in range(procs)]
     for w in workers:
         w.start()
-    time.sleep(1.0)  # let every worker connect and warm up
+    for _ in workers:
+        ready.get(timeout=120)  # every worker connected and warmed up
     admin = redis.Redis.from_url(url)
-    server_before = _server_cpu(admin)
-    start.set()
-    done = [out.get(timeout=seconds + 60) for _ in workers]
-    server = _server_cpu(admin) - server_before  # (includes the slowest worker's last call only)
+    start.value = t0 = time.time() + 0.5
+    go.set()
+    server = dict.fromkeys(KINDS, 0.0)  # the server's CPU seconds, read at each slice's edges
+    time.sleep(max(0.0, t0 - time.time()))
+    before = _server_cpu(admin)
+    for i, kind in enumerate(plan):
+        time.sleep(max(0.0, t0 + (i + 1) * slice_s - time.time()))
+        now = _server_cpu(admin)
+        server[kind] += now - before
+        before = now
+    done = [out.get(timeout=60) for _ in workers]
     admin.close()
     for w in workers:
         w.join(timeout=30)
-    calls = max(1, sum(n for n, _, _ in done))
-    return Round(
-        sum(n for n, _, _ in done) / max(elapsed for _, elapsed, _ in done),
-        sum(cpu for _, _, cpu in done) / calls * 1e6,
-        server / calls * 1e6,
-    )
+    result = {}
+    for kind in KINDS:
+        calls = sum(d[kind][0] for d in done)
+        elapsed = sum(d[kind][1] for d in done) / len(done)  # (each process's time in these slices)
+        cpu = sum(d[kind][2] for d in done)
+        result[kind] = Round(calls / elapsed, cpu / max(1, calls) * 1e6, server[kind] / max(1, calls) * 1e6)
+    return result
 
 
 def fill(url: str, ns: str, n: int) -> None:
@@ -129,8 +166,12 @@ def main() -> None:
     )
     parser.add_argument("--url", help="a Redis to measure (default: a private redis-server)")
     parser.add_argument("--processes", default="1,2,4,8")
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--jobs", type=int, default=25_000, help="queue depth before each round")
+    parser.add_argument("--seconds", type=float, default=4.0, help="time each kind of call gets")
+    parser.add_argument("--slice", type=float, default=0.5, help="length of one slice of the timetable")
+    parser.add_argument(
+        "--jobs", type=int, default=80_000, help="queue depth for each process count (enough for --seconds)"
+    )
+    parser.add_argument("--out", default=RESULTS, help="folder for the results (default: %(default)s)")
     args = parser.parse_args()
     ctx = mp.get_context("spawn")
     rows, results = [], []
@@ -138,10 +179,11 @@ def main() -> None:
         for p in (int(x) for x in args.processes.split(",")):
             ns = f"bench-claims-{p}"
             fill(url, ns, args.jobs)
-            claims = _rate(ctx, _claimer, (url, ns), p, args.seconds, url)
-            bare = _rate(ctx, _evalsha, (url,), p, args.seconds, url)
-            lean = _rate(ctx, _evalsha_lane, (url,), p, args.seconds, url)
+            got = _rounds(ctx, url, ns, p, args.seconds, args.slice)
+            claims, bare, lean = got["claim"], got["evalsha"], got["lane_evalsha"]
             m = RedisJobDefManager(url, namespace=ns)
+            if not m.client.zcard(m.keys.queue):
+                print(f"the queue ran dry with {p} processes: claims counted less time (raise --jobs)")
             assert m.check_invariants() == [], "invariants broken under load"
             for key in list(m.client.scan_iter(match=f"rj:{{{ns}*", count=5000)):
                 m.client.unlink(key)
@@ -177,7 +219,7 @@ def main() -> None:
     headers = ["processes", "claims/s", "bare EVALSHA/s", "ratio", "lane EVALSHA/s", "lane ratio"]
     headers += ["CPU µs per claim (clients / server)", "per bare EVALSHA"]
     print(table(headers, rows))
-    print("\nresults:", save("claims", {"results": results, "server": info, "machine": machine()}))
+    print("\nresults:", save("claims", {"results": results, "server": info, "machine": machine()}, args.out))
 
 
 if __name__ == "__main__":

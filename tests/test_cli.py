@@ -548,3 +548,21 @@ def test_bench_runs_the_latency_harness(redis_url: str, tmp_path: Path) -> None:
     table = (out / "latency.md").read_text()
     assert "### N = 20 jobs" in table and "| get_job |" in table and "fakeredis" in table
     assert json.loads((out / "latency.json").read_text())["server"]["url"] == redis_url
+
+
+def test_the_claims_benchmark_interleaves_claims_with_bare_calls(redis_url: str, tmp_path: Path) -> None:
+    """benchmarks/claims.py, briefly: every kind of call gets its slices, and the results add up."""
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "claims.py"
+    args = ["--url", redis_url, "--processes", "2", "--seconds", "0.2", "--slice", "0.1", "--jobs", "8000"]
+    done = subprocess.run(
+        [sys.executable, str(script), *args, "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads((tmp_path / "claims.json").read_text())["results"]
+    assert row["processes"] == 2
+    assert row["claims_per_s"] > 0 and row["evalsha_per_s"] > 0 and row["lane_evalsha_per_s"] > 0
+    assert row["ratio"] == row["claims_per_s"] / row["evalsha_per_s"]
+    assert "ran dry" not in done.stdout
