@@ -10,12 +10,16 @@ For each N stored jobs, median and p99 latency of every operation, for:
 - ``nvflare``: NVFlare's ``SimpleJobDefManager`` on ``FilesystemStorage`` in a temp folder, when
   nvflare is installed (``pip install 'redisjobs[nvflare]'``; ``--no-nvflare`` to skip);
 
-each beside bare redis-py round trips measured in the same run, just before redisjobs at each N:
+each beside bare redis-py round trips measured in the same run, just before the stores at each N:
 PING, and EVALSHA of ``return 1``. That EVALSHA is also timed right after every sample of a
 single-job operation of redisjobs on the real server, and the operation's ratio to EVALSHA is to
 those timings: over a run of half an hour this machine's speed drifts by up to 2x, and the two
 then drift together. Listings keep the floor measured before (a bare call right after a listing
 reads slow).
+
+The stores are measured side by side, for the same reason: all of them hold the N jobs at once,
+and each operation is sampled in blocks of 20 on one store, then the next, in turn (the order
+rotating), so that a ratio between two stores compares them at the same moments.
 Writes ``benchmarks/results/latency.json`` and ``latency.md`` (a markdown table with ratios), and
 ``latency.png`` (latency against N) with ``--plot`` (needs matplotlib).
 """
@@ -42,6 +46,8 @@ from redisjobs import RedisJobDefManager, RunStatus
 KB = 1024
 QUEUED_FEW = 10
 QUEUED_MANY = 1000
+#: Samples of one operation taken on one store before the next store's turn (see ``measure``).
+BLOCK = 20
 
 
 class Target:
@@ -100,90 +106,110 @@ def populate(t: Target, n: int, queued: int, content: bytes) -> list[str]:
     return ids
 
 
-def sample(
-    fn: Callable[[], Any],
-    repeat: int,
-    before: Callable[[], Any] | None = None,
-    floor: Callable[[], Any] | None = None,
-    beside: list[float] | None = None,
-) -> list[float]:
-    """``repeat`` timings of ``fn`` (given ``before()``'s result, if any); with ``floor``, one
-    timing of it after each, appended to ``beside``."""
-    out = []
-    for _ in range(repeat):
-        arg = before() if before else None
-        start = time.perf_counter()
-        fn() if arg is None else fn(arg)  # type: ignore[call-arg]
-        out.append(time.perf_counter() - start)
-        if floor is not None and beside is not None:
-            start = time.perf_counter()
-            floor()
-            beside.append(time.perf_counter() - start)
-    return out
-
-
 def measure(
-    t: Target, n: int, repeat: int, small: bytes, big: bytes, floor: Callable[[], Any] | None = None
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """Every operation against ``t`` holding n jobs (QUEUED_FEW of them SUBMITTED): its timings,
-    and with ``floor``, that call's timings taken beside each operation's (one after each sample),
-    so that a ratio to it compares the two at the same moments of a drifting machine."""
-    m, ctx = t.m, t.ctx
-    r: dict[str, list[float]] = {}
+    made: list[Target], n: int, repeat: int, small: bytes, big: bytes, floor: Callable[[], Any] | None = None
+) -> tuple[dict[str, dict[str, list[float]]], dict[str, list[float]]]:
+    """Every operation against every store in ``made``, each holding n jobs (QUEUED_FEW of them
+    SUBMITTED): ``{store: {operation: timings}}``, and with ``floor``, that call's timings taken
+    beside each of redisjobs's samples of a single-job operation on the real server.
+
+    The stores are measured side by side: a block of samples of an operation on each store in turn
+    (the order rotating), then the next blocks. This machine's speed drifts by up to 2x within
+    minutes; measured one store after the other, a slow stretch fell on one of them and moved the
+    ratio between them by as much. Blocks rather than single samples: a call right after another
+    store's (fakeredis's Python, NVFlare's file writes) finds the caches cold, and alternating
+    every sample made redisjobs's calls read up to 2.5x slower than in a block."""
+    r: dict[str, dict[str, list[float]]] = {t.name: {} for t in made}
     beside: dict[str, list[float]] = {}
 
-    def take(op: str, fn: Callable[[], Any], count: int, before: Callable[[], Any] | None = None) -> None:
+    def take(
+        op: str, fn: Callable[[Target, Any], Any], count: int, before: Callable[[Target], Any] | None = None
+    ) -> None:
         # Beside single-job operations only: after a listing, a bare call reads slow for a while
         # (the garbage it left, the server's lazy frees), which would flatter the listing's ratio.
         listing = op.startswith("get_jobs") or op == "get_all_jobs"
-        r[op] = sample(fn, count, before, floor, beside.setdefault(op, []) if floor and not listing else None)
+        times = {t.name: r[t.name].setdefault(op, []) for t in made}
+        block = min(BLOCK, count)  # (a listing's few samples: one block, each store in turn)
+        for turn, first in enumerate(range(0, count, block)):
+            turn %= len(made)
+            for t in made[turn:] + made[:turn]:
+                for _ in range(min(block, count - first)):
+                    arg = before(t) if before else None
+                    start = time.perf_counter()
+                    fn(t, arg)
+                    times[t.name].append(time.perf_counter() - start)
+                    if floor is not None and t.name == "redis" and not listing:
+                        start = time.perf_counter()
+                        floor()
+                        beside.setdefault(op, []).append(time.perf_counter() - start)
 
-    ids = populate(t, n, QUEUED_FEW, small)
-    probe = ids[-1]  # a SUBMITTED job
+    def each(fn: Callable[[Target], Any]) -> dict[str, Any]:
+        return {t.name: fn(t) for t in made}
+
+    ids = each(lambda t: populate(t, n, QUEUED_FEW, small))
+    probe = {name: got[-1] for name, got in ids.items()}  # a SUBMITTED job
     few = max(3, repeat // 20)  # listings are slow on some stores: fewer samples
-    m.get_jobs_to_schedule(ctx)  # NVFlare tags finished jobs on its first scan: measure steady state
+    each(lambda t: t.m.get_jobs_to_schedule(t.ctx))  # NVFlare tags finished jobs on its first scan
     # Reads and in-place updates first, while exactly QUEUED_FEW jobs are queued.
-    take("get_job", lambda: m.get_job(probe, ctx), repeat)
-    probe_meta = m.get_job(probe, ctx).meta  # NVFlare reads the content's format from the meta
-    take("get_content", lambda: m.get_content(probe_meta, ctx), repeat)
-    take("update_meta", lambda: m.update_meta(probe, {"schedule_count": 1}, ctx), repeat)
-    take("set_approval", lambda: m.set_approval(probe, "admin@example.org", True, "ok", ctx), repeat)
-    take("get_jobs_to_schedule (10 queued)", lambda: m.get_jobs_to_schedule(ctx), few)
-    take("get_all_jobs", lambda: m.get_all_jobs(ctx), few)
-    take("get_jobs_by_status", lambda: m.get_jobs_by_status(RunStatus.SUBMITTED, ctx), few)
+    take("get_job", lambda t, _: t.m.get_job(probe[t.name], t.ctx), repeat)
+    # (NVFlare reads the content's format from the meta)
+    probe_meta = each(lambda t: t.m.get_job(probe[t.name], t.ctx).meta)
+    take("get_content", lambda t, _: t.m.get_content(probe_meta[t.name], t.ctx), repeat)
+    take("update_meta", lambda t, _: t.m.update_meta(probe[t.name], {"schedule_count": 1}, t.ctx), repeat)
+    take(
+        "set_approval",
+        lambda t, _: t.m.set_approval(probe[t.name], "admin@example.org", True, "ok", t.ctx),
+        repeat,
+    )
+    take("get_jobs_to_schedule (10 queued)", lambda t, _: t.m.get_jobs_to_schedule(t.ctx), few)
+    take("get_all_jobs", lambda t, _: t.m.get_all_jobs(t.ctx), few)
+    take("get_jobs_by_status", lambda t, _: t.m.get_jobs_by_status(RunStatus.SUBMITTED, t.ctx), few)
     # Then what adds or removes jobs.
-    take("create 2KB", lambda: t.create({"name": "c"}, small), repeat)
-    take("create 1MB", lambda: t.create({"name": "c"}, big), max(3, repeat // 10))
-    fresh = iter([t.create({"name": "s"}, small) for _ in range(repeat)])
+    take("create 2KB", lambda t, _: t.create({"name": "c"}, small), repeat)
+    take("create 1MB", lambda t, _: t.create({"name": "c"}, big), max(3, repeat // 10))
+    fresh = each(lambda t: iter([t.create({"name": "s"}, small) for _ in range(repeat)]))
     take(
         "set_status",
-        lambda jid: m.set_status(jid, RunStatus.FINISHED_ABORTED, ctx),
+        lambda t, jid: t.m.set_status(jid, RunStatus.FINISHED_ABORTED, t.ctx),
         repeat,
-        lambda: next(fresh),
+        lambda t: next(fresh[t.name]),
     )
-    doomed = iter([t.create({"name": "d"}, small) for _ in range(repeat)])
-    take("delete", lambda jid: m.delete(jid, ctx), repeat, lambda: next(doomed))
-    t.cleanup()
+    doomed = each(lambda t: iter([t.create({"name": "d"}, small) for _ in range(repeat)]))
+    take("delete", lambda t, jid: t.m.delete(jid, t.ctx), repeat, lambda t: next(doomed[t.name]))
+    each(lambda t: t.cleanup())
     # Half the jobs queued: what a busy server's scheduler reads every second.
-    queued = populate(t, n, n // 2, small)[n - n // 2 :]
-    m.get_jobs_to_schedule(ctx)
-    take("get_jobs_to_schedule (N/2 queued)", lambda: m.get_jobs_to_schedule(ctx), few)
+    queued = each(lambda t: populate(t, n, n // 2, small)[n - n // 2 :])
+    each(lambda t: t.m.get_jobs_to_schedule(t.ctx))
+    take("get_jobs_to_schedule (N/2 queued)", lambda t, _: t.m.get_jobs_to_schedule(t.ctx), few)
+
     # Then 1,000 queued (all N when N is smaller): finish the others, or start over.
-    if n // 2 >= QUEUED_MANY:
-        for jid in queued[QUEUED_MANY:]:
-            m.set_status(jid, RunStatus.FINISHED_COMPLETED, ctx)
-    else:
-        t.cleanup()
-        populate(t, n, min(n, QUEUED_MANY), small)
-    m.get_jobs_to_schedule(ctx)
-    take(f"get_jobs_to_schedule ({QUEUED_MANY:,} queued)", lambda: m.get_jobs_to_schedule(ctx), few)
-    t.cleanup()
+    def fewer(t: Target) -> None:
+        if n // 2 >= QUEUED_MANY:
+            for jid in queued[t.name][QUEUED_MANY:]:
+                t.m.set_status(jid, RunStatus.FINISHED_COMPLETED, t.ctx)
+        else:
+            t.cleanup()
+            populate(t, n, min(n, QUEUED_MANY), small)
+        t.m.get_jobs_to_schedule(t.ctx)
+
+    each(fewer)
+    take(f"get_jobs_to_schedule ({QUEUED_MANY:,} queued)", lambda t, _: t.m.get_jobs_to_schedule(t.ctx), few)
+    each(lambda t: t.cleanup())
     return r, beside
 
 
 def floor(client: redis.Redis, script: Callable[[], Any], repeat: int) -> dict[str, list[float]]:
     """Bare round trips through ``client``: PING, and ``script`` (EVALSHA of ``return 1``)."""
-    return {"PING": sample(client.ping, repeat * 5), "EVALSHA": sample(script, repeat * 5)}
+
+    def sample(fn: Callable[[], Any]) -> list[float]:
+        out = []
+        for _ in range(repeat * 5):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+        return out
+
+    return {"PING": sample(client.ping), "EVALSHA": sample(script)}
 
 
 @contextlib.contextmanager
@@ -297,17 +323,14 @@ def main(argv: list[str] | None = None) -> None:
         bare = bare_client.register_script("return 1")
         bare()
         for n in (int(s) for s in args.sizes.split(",")):
-            results["runs"][str(n)] = {}
-            # The floor for this N, measured just before redisjobs is (a machine's speed drifts
+            # The floor for this N, measured just before the stores are (a machine's speed drifts
             # over a run of half an hour); and the same EVALSHA beside each of redisjobs's samples.
             results["floor"][str(n)] = floor(bare_client, bare, args.repeat)
-            for t in made:
-                start = time.monotonic()
-                timings, beside = measure(t, n, args.repeat, small, big, bare if t.name == "redis" else None)
-                results["runs"][str(n)][t.name] = timings
-                if beside:
-                    results["beside"][str(n)] = beside
-                print(f"N={n:,} {t.name}: measured in {time.monotonic() - start:.0f} s", flush=True)
+            start = time.monotonic()
+            runs, beside = measure(made, n, args.repeat, small, big, bare)
+            results["runs"][str(n)] = runs
+            results["beside"][str(n)] = beside
+            print(f"N={n:,}: measured in {time.monotonic() - start:.0f} s", flush=True)
     text = report(results)
     print()
     print(text)
