@@ -3,9 +3,10 @@
   owner, with a lease, exactly once across every process.
 
   Job keys cannot be built in Lua, so the caller passes candidates: the queue's head as the
-  previous call's reply showed it. The script claims the queue's current head only, in order,
-  as far as the candidates reach; every reply carries the current head for the next call, so a
-  process claiming in a loop needs one round trip per claim. A repeated call (same request id)
+  previous call showed it. The script claims the queue's current head only, in order, as far as
+  the candidates reach; every call also reads the current head for the next one (in the reply, or
+  by a ZRANGE the caller sends right after the script: see ARGV[4]), so a process claiming in a
+  loop needs one round trip per claim. A repeated call (same request id)
   claims nothing more: it returns the jobs its first run claimed that the owner still holds. The
   record of an owner's last claim is one field of a hash, overwritten by its next claim, so claims
   at any rate keep no more records than there are owners.
