@@ -297,21 +297,25 @@ def _one(conn: Any, args: tuple[Any, ...], _each: Any) -> Any:
 
 def _packed(conn: Any, args: tuple[bytes, int], _each: Any) -> list[Any]:
     packed, count = args
-    reader = _fast_reader(conn)
-    _send(conn, [packed], reader)
-    replies = _read_many(conn, count, None, reader)
-    error = _first_error(replies)
-    if error is not None:
-        raise error
-    return replies
+    return _send_and_read(conn, [packed], count, None)
 
 
 def _many(conn: Any, commands: tuple[tuple[Any, ...], ...], each: _Each | None) -> list[Any]:
     packer = getattr(conn, "_command_packer", None)
     packed = packer.pack_many(commands) if isinstance(packer, Packer) else None
+    return _send_and_read(
+        conn, packed if packed is not None else conn.pack_commands(commands), len(commands), each
+    )
+
+
+def _send_and_read(
+    conn: Any, packed: Sequence[bytes | memoryview], count: int, each: _Each | None
+) -> list[Any]:
+    """Send ``count`` commands packed already and read their replies; the first error reply is
+    raised once every reply is read."""
     reader = _fast_reader(conn)
-    _send(conn, packed if packed is not None else conn.pack_commands(commands), reader)
-    replies = _read_many(conn, len(commands), each, reader)
+    _send(conn, packed, reader)
+    replies = _read_many(conn, count, each, reader)
     error = _first_error(replies)
     if error is not None:
         raise error

@@ -1059,21 +1059,17 @@ class RedisJobDefManager:
             reply, head = script.run_packed(
                 numkeys, numkeys + 9, body, _FIRST, _REPEAT, bulk.head(last + 1 - take), 1
             )
-            n = reply[3]
-            if n == 1:
-                return [(reply[4], reply[5])], head, reply[2]
-            return list(zip(reply[4::2], reply[5::2], strict=True)), head, reply[2]
-        # Without a lane (every send may be a repeat: see run_marked), the reply carries the head.
-        reply = script(
-            keys=[*k.claim_keys, *[prefix + jid for jid in candidates]],
-            args=[owner, lease_ms, take, last, _seconds_text(), _request_id(), self.actor,
-                  self.event_maxlen, prefix, "1"],
-        )  # fmt: skip
-        n = reply[3]  # (the reply: OK, expiry, stale, n, then n (id, hash) pairs, then the head)
-        if n == 1:
-            return [(reply[4], reply[5])], reply[6:], reply[2]
+        else:  # (without a lane, every send may be a repeat: see run_marked; the reply has the head)
+            reply = script(
+                keys=[*k.claim_keys, *[prefix + jid for jid in candidates]],
+                args=[owner, lease_ms, take, last, _seconds_text(), _request_id(), self.actor,
+                      self.event_maxlen, prefix, "1"],
+            )  # fmt: skip
+            head = None
+        n = reply[3]  # (the reply: OK, expiry, stale, n, then n (id, hash) pairs, then any head)
         end = 4 + 2 * n
-        return list(zip(reply[4:end:2], reply[5:end:2], strict=True)), reply[end:], reply[2]
+        got = [(reply[4], reply[5])] if n == 1 else list(zip(reply[4:end:2], reply[5:end:2], strict=True))
+        return got, reply[end:] if head is None else head, reply[2]
 
     @_guarded
     def renew(self, jid: str, owner: str, *, lease: float = 30.0) -> float:
