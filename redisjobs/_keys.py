@@ -27,7 +27,7 @@ key                                    type        holds
 
 from __future__ import annotations
 
-from ._lifecycle import STATUSES
+from ._lifecycle import SOURCES, STATUSES
 
 
 class Keys:
@@ -48,6 +48,11 @@ class Keys:
         self.owners = p + "owners"
         self.status_sets: tuple[str, ...] = tuple(p + "status:" + s for s in STATUSES)
         self._status_set = dict(zip(STATUSES, self.status_sets, strict=True))
+        #: status -> its set, then the sets of the statuses that can move to it (SOURCES order):
+        #: the sets a status change to it touches (see the update script)
+        self.move_sets: dict[str, tuple[str, ...]] = {
+            new: (self._status_set[new], *(self._status_set[old] for old in SOURCES[new])) for new in STATUSES
+        }
         #: ``job(jid)`` is ``job_prefix + jid`` (bytes, for hot paths that hold ids as bytes).
         self.job_prefix = (p + "job:").encode()
         #: owner -> the record of its last claim (see claim's script)

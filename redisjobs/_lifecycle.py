@@ -36,6 +36,12 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
+#: For each status, the statuses that can move to it, in status order.
+SOURCES: dict[str, tuple[str, ...]] = {
+    new: tuple(old for old in STATUSES if new in TRANSITIONS[old]) for new in STATUSES
+}
+
+
 def allowed(old: str, new: str) -> bool:
     """Whether ``old -> new`` is allowed. The same status again is always allowed (a no-op)."""
     return old == new or new in TRANSITIONS.get(old, frozenset())
@@ -56,3 +62,10 @@ def lua_status_positions() -> str:
 def lua_timed() -> str:
     """The finishing statuses that record a duration, as a Lua string literal: ``"|A|B|...|"``."""
     return '"|' + "|".join(sorted(TIMED_FINISH)) + '|"'
+
+
+def lua_source_ranks() -> str:
+    """Every allowed move with the old status's rank among the sources of the new one (1-based,
+    as ``SOURCES``), as a Lua string literal: ``"|NEW<OLD=i|..."``."""
+    pairs = [f"{new}<{old}={i}" for new in STATUSES for i, old in enumerate(SOURCES[new], 1)]
+    return '"|' + "|".join(pairs) + '|"'

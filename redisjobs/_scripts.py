@@ -1,8 +1,9 @@
 """Loading the Lua scripts in ``redisjobs/lua/``.
 
 Each script is one file, ``<name>-<numkeys>.lua``, opening with a comment block that documents its
-KEYS, ARGV and Output. A line ``-- @include "x"`` pulls in ``lua/includes/x.lua``; placeholders
-``@@STATUS_COUNT@@``, ``@@STATUS_POSITIONS@@``, ``@@TRANSITIONS@@`` and ``@@TIMED@@`` become
+KEYS, ARGV and Output. A line ``-- @include "x"`` pulls in the definitions of
+``lua/includes/x.lua`` that the script uses; placeholders ``@@STATUS_COUNT@@``,
+``@@STATUS_POSITIONS@@``, ``@@TRANSITIONS@@``, ``@@TIMED@@`` and ``@@SOURCE_RANKS@@`` become
 constants generated from ``_lifecycle`` (the one place the status rules live). Sources are read
 once per process; each manager registers them once on its client (EVALSHA, reloaded on NOSCRIPT).
 """
@@ -19,7 +20,7 @@ import redis
 from redis.commands.core import Script
 
 from ._connection import Lane, bulks, is_cluster
-from ._lifecycle import STATUSES, lua_status_positions, lua_timed, lua_transitions
+from ._lifecycle import STATUSES, lua_source_ranks, lua_status_positions, lua_timed, lua_transitions
 
 _INCLUDE = re.compile(r'^-- @include "([a-z_]+)"$', re.MULTILINE)
 
@@ -34,6 +35,7 @@ def _placeholders() -> dict[str, str]:
         "@@STATUS_POSITIONS@@": lua_status_positions(),
         "@@TRANSITIONS@@": lua_transitions(),
         "@@TIMED@@": lua_timed(),
+        "@@SOURCE_RANKS@@": lua_source_ranks(),
     }
 
 
@@ -50,12 +52,64 @@ def script_files() -> dict[str, str]:
 
 @functools.cache
 def source(file_name: str) -> str:
-    """The runnable source of one script: includes expanded, placeholders filled."""
+    """The runnable source of one script: includes expanded (only the definitions it uses),
+    placeholders filled."""
     text = script_files()[file_name]
-    text = _INCLUDE.sub(lambda m: _read(f"includes/{m.group(1)}.lua"), text)
+    names = _INCLUDE.findall(text)
+    units = [unit for name in names for unit in _units(_read(f"includes/{name}.lua"))]
+    kept = _used(units, _identifiers(_INCLUDE.sub("", text)))
+    first = True
+
+    def expand(match: re.Match[str]) -> str:
+        nonlocal first  # every include's kept definitions go where the first include was
+        if not first:
+            return ""
+        first = False
+        return "".join(unit for unit, _ in kept)
+
+    text = _INCLUDE.sub(expand, text)
     for placeholder, value in _placeholders().items():
         text = text.replace(placeholder, value)
     return text
+
+
+_LOCAL = re.compile(r"^local (?:function )?([A-Za-z_][\w, ]*?)\s*(?:=|\()", re.MULTILINE)
+_IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
+
+
+def _identifiers(text: str) -> set[str]:
+    return set(_IDENTIFIER.findall(text))
+
+
+def _units(include: str) -> list[tuple[str, frozenset[str]]]:
+    """An include's top-level definitions (``local function f`` or ``local A, B = ...`` at the start
+    of a line, up to the next one), each with the names it defines; comments go with the unit
+    before them, and whatever precedes the first definition (the include's header) is dropped."""
+    starts = [m.start() for m in _LOCAL.finditer(include)]
+    out = []
+    for start, end in zip(starts, [*starts[1:], len(include)], strict=True):
+        unit = include[start:end]
+        match = _LOCAL.match(unit)
+        assert match is not None
+        out.append((unit, frozenset(name.strip() for name in match.group(1).split(","))))
+    return out
+
+
+def _used(units: list[tuple[str, frozenset[str]]], wanted: set[str]) -> list[tuple[str, frozenset[str]]]:
+    """The units that define a name in ``wanted``, or one that a kept unit uses, in their order.
+
+    A script runs its whole source on every call, so every ``local function`` in it makes a
+    closure every time (about 0.8k server instructions each, and garbage): a script gets only the
+    helpers it calls."""
+    wanted = set(wanted)
+    kept: set[int] = set()
+    while True:
+        more = {i for i, (_, defines) in enumerate(units) if i not in kept and defines & wanted}
+        if not more:
+            return [unit for i, unit in enumerate(units) if i in kept]
+        kept |= more
+        for i in more:
+            wanted |= _identifiers(units[i][0])
 
 
 #: Scripts that only read: they never wait for replicas.

@@ -947,8 +947,8 @@ class RedisJobDefManager:
             k.events,
             k.leases,
             k.owners,
-            *k.status_sets,
             k.request(_request_id()) if recorded else k.request("-"),
+            *(k.move_sets[status] if status else ()),
         ]
         head = [jid, status, expected_value, int(now * 1_000_000), start_time, offset, self.actor,
                 self.event_maxlen, priority, owner or ""]  # fmt: skip

@@ -7,7 +7,8 @@ import re
 import pytest
 
 from redisjobs import _scripts
-from redisjobs._lifecycle import STATUSES, TRANSITIONS, allowed
+from redisjobs._keys import Keys
+from redisjobs._lifecycle import SOURCES, STATUSES, TRANSITIONS, allowed
 
 FILES = sorted(_scripts.script_files())
 
@@ -40,12 +41,15 @@ def test_sources_expand_fully(name: str) -> None:
 
 
 def test_transition_table_is_compiled_into_lua() -> None:
-    source = _scripts.source("update-18.lua")
+    settle, update = _scripts.source("settle-16.lua"), _scripts.source("update-8.lua")
     for old in STATUSES:
         for new in TRANSITIONS[old]:
-            assert f"|{old}>{new}|" in source
+            assert f"|{old}>{new}|" in settle
+            assert f"|{new}<{old}={SOURCES[new].index(old) + 1}|" in update
     for i, status in enumerate(STATUSES, 1):
-        assert f"|{status}={i}|" in source
+        assert f"|{status}={i}|" in settle
+    ranks = re.search(r'^local SOURCE_RANKS = "\|(.*)\|"$', update, re.MULTILINE)
+    assert ranks and len(ranks.group(1).split("|")) == sum(map(len, TRANSITIONS.values()))
     assert allowed("FINISHED:ABORTED", "FINISHED:ABORTED")
     assert not allowed("FINISHED:ABORTED", "RUNNING")
     assert not allowed("SUBMITTED", "RUNNING")
@@ -53,7 +57,7 @@ def test_transition_table_is_compiled_into_lua() -> None:
 
 def test_status_set_keys_follow_the_status_order() -> None:
     """Scripts that receive all 11 status sets get them in STATUSES order."""
-    for name, first in (("update-18.lua", 7), ("delete-20.lua", 9), ("settle-16.lua", 6)):
+    for name, first in (("delete-20.lua", 9), ("settle-16.lua", 6)):
         header = _scripts.script_files()[name]
         for i, status in enumerate(STATUSES):
             assert re.search(
@@ -62,3 +66,44 @@ def test_status_set_keys_follow_the_status_order() -> None:
                 name,
                 status,
             )
+
+
+def test_a_status_change_passes_only_the_sets_it_can_touch() -> None:
+    """The update script gets the new status's set, then those of the statuses that can move to
+    it, in status order: every status that can move to it, and no other."""
+    keys = Keys("ns")
+    for new in STATUSES:
+        assert SOURCES[new] == tuple(old for old in STATUSES if allowed(old, new) and old != new)
+        assert keys.move_sets[new] == (keys.status(new), *map(keys.status, SOURCES[new]))
+    assert SOURCES["RUNNING"] == ("DISPATCHED",)
+    assert len(keys.move_sets["FINISHED:ABORTED"]) == 5
+
+
+def _lua_units(text: str) -> list[str]:
+    return [name for _, names in _scripts._units(text) for name in sorted(names)]
+
+
+def test_scripts_get_only_the_helpers_they_use() -> None:
+    """Includes are cut down to what a script calls, directly or through another helper (a
+    helper is a closure made on every call), in their own order."""
+    include = """--[[ header ]]
+local A, B = 1, 2
+local function f(x) return x + A end
+-- about g
+local function g(x)
+  return f(x) * 2
+end
+local function h() return B end
+local UNUSED = "f g h"
+"""
+    assert _lua_units(include) == ["A", "B", "f", "g", "h", "UNUSED"]
+    units = _scripts._units(include)
+    kept = _scripts._used(units, {"g", "print"})
+    assert [sorted(names) for _, names in kept] == [["A", "B"], ["f"], ["g"]]
+    assert "-- about g" in kept[1][0]  # a comment goes with the unit before it
+    assert _scripts._used(units, {"nothing"}) == []
+    claim, update = _scripts.source("claim-7.lua"), _scripts.source("update-8.lua")
+    assert "local function server_ms" in claim and "local function move" not in claim
+    assert "local function json_str" not in claim  # used by move only
+    assert "local function move" in update and "local function server_ms" not in update
+    assert "local function json_str" in update  # through move

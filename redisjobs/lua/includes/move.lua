@@ -1,9 +1,9 @@
 --[[
   Moving a job from one status to another: the one place where the status field, the status sets,
   the queue, start_time / duration, the lease and the event change together. Callers check the
-  transition first (can_move) and build ctx from their own KEYS:
+  transition first, pass the sets of the old and the new status (from_key, to_key), and build ctx
+  from their own KEYS:
 
-    ctx.status0      index in KEYS just before the status sets (KEYS[status0 + i] is the i-th status)
     ctx.queue, ctx.jobs, ctx.events, ctx.leases, ctx.owners    key names
     ctx.now_us       client time, epoch microseconds (durations)
     ctx.time         client time, epoch seconds as text (events; see seconds_text)
@@ -12,7 +12,7 @@
     ctx.actor, ctx.maxlen
     ctx.claimed      false when the caller knows the job has no owner (nothing to let go of)
 ]]
-local function move(ctx, job_key, jid, cur, new, op)
+local function move(ctx, job_key, jid, cur, new, op, from_key, to_key)
   -- The status and the time it sets, in one HSET.
   local fields = {"status", json_str(new)}
   if new == "RUNNING" then
@@ -23,10 +23,7 @@ local function move(ctx, job_key, jid, cur, new, op)
     if start_us then fields[3], fields[4] = "duration", json_str(timedelta_str(ctx.now_us - start_us)) end
   end
   redis.call("HSET", job_key, unpack(fields))
-  local from, to = status_index(cur), KEYS[ctx.status0 + status_index(new)]
-  if not from or redis.call("SMOVE", KEYS[ctx.status0 + from], to, jid) == 0 then
-    redis.call("SADD", to, jid)
-  end
+  if redis.call("SMOVE", from_key, to_key, jid) == 0 then redis.call("SADD", to_key, jid) end
   if cur == "SUBMITTED" then redis.call("ZREM", ctx.queue, jid) end
   if new == "SUBMITTED" then
     local priority = tonumber(redis.call("HGET", job_key, "priority")) or 0

@@ -6,11 +6,15 @@
     STATUS_POSITIONS  "|STATUS=i|...": STATUS's position, and so its set's place in KEYS after an offset
     TRANSITIONS       "|OLD>NEW|...": every allowed move
     TIMED             "|STATUS|...": finishing statuses that record a duration
+    SOURCE_RANKS      "|NEW<OLD=i|...": every allowed move, with OLD's rank among the statuses
+                      that can move to NEW (a script that changes one job's status receives only
+                      those statuses' sets)
 ]]
 local STATUS_COUNT = @@STATUS_COUNT@@
 local STATUS_POSITIONS = @@STATUS_POSITIONS@@
 local TRANSITIONS = @@TRANSITIONS@@
 local TIMED = @@TIMED@@
+local SOURCE_RANKS = @@SOURCE_RANKS@@
 
 -- Position of a status in the status order, or nil for an unknown one.
 local function status_index(status)
@@ -27,4 +31,12 @@ end
 
 local function is_timed(status)
   return string.find(TIMED, "|" .. status .. "|", 1, true) ~= nil
+end
+
+-- The set of old, the i-th status that can move to new, at KEYS[first + i]; nil when old -> new is
+-- not allowed (so this is also the transition check).
+local function source_key(first, new, old)
+  local _, last = string.find(SOURCE_RANKS, "|" .. new .. "<" .. old .. "=", 1, true)
+  if not last then return nil end
+  return KEYS[first + tonumber(string.match(SOURCE_RANKS, "^%d+", last + 1))]
 end

@@ -12,18 +12,11 @@
     KEYS[4]  event stream         events
     KEYS[5]  leases zset          leases
     KEYS[6]  owners hash          owners
-    KEYS[7]  status:SUBMITTED
-    KEYS[8]  status:APPROVED
-    KEYS[9]  status:DISPATCHED
-    KEYS[10] status:RUNNING
-    KEYS[11] status:FINISHED:COMPLETED
-    KEYS[12] status:FINISHED:ABORTED
-    KEYS[13] status:FINISHED:EXECUTION_EXCEPTION
-    KEYS[14] status:FINISHED:ABNORMAL
-    KEYS[15] status:FINISHED:CAN_NOT_SCHEDULE
-    KEYS[16] status:FINISHED:FAILED_TO_RUN
-    KEYS[17] status:FINISHED:ABANDONED
-    KEYS[18] request record       req:<request id> (used only when ARGV[11] is "1")
+    KEYS[7]  request record       req:<request id> (used only when ARGV[11] is not "")
+    KEYS[8]  the new status's set status:<ARGV[2]> (when ARGV[2] is not "")
+    KEYS[9 ..] the sets of the statuses that can move to the new one, in status order: a job
+             moves only out of one of them (see SOURCES in redisjobs/_lifecycle.py), so only they
+             are passed (every key costs the server about 1k instructions)
 
     ARGV[1]  job id
     ARGV[2]  new status, or "" to leave it
@@ -56,7 +49,7 @@
 -- @include "move"
 
 local jid, new, expected, asserted = ARGV[1], ARGV[2], ARGV[3], ARGV[10]
-local request = ARGV[11] ~= "" and KEYS[18]
+local request = ARGV[11] ~= "" and KEYS[7]
 
 if ARGV[11] == "2" then  -- only a repeat can find its record: a first send need not look
   local prior = replayed(request)
@@ -71,7 +64,8 @@ local cur = job_status(KEYS[1])
 if not cur then return {E_NOT_FOUND} end
 if expected ~= "" and cur ~= expected then return {E_CONFLICT, cur} end
 local change = new ~= "" and new ~= cur
-if change and not can_move(cur, new) then return {E_TRANSITION, cur} end
+local from_key = change and source_key(8, new, cur)
+if change and not from_key then return {E_TRANSITION, cur} end
 local holder = false
 if change then
   holder = redis.call("HGET", KEYS[6], jid)
@@ -85,11 +79,11 @@ end
 hset_range(KEYS[1], 12, #ARGV)
 
 if change then
-  local ctx = {status0 = 6, queue = KEYS[3], jobs = KEYS[2], events = KEYS[4], leases = KEYS[5],
+  local ctx = {queue = KEYS[3], jobs = KEYS[2], events = KEYS[4], leases = KEYS[5],
                owners = KEYS[6], now_us = tonumber(ARGV[4]), time = seconds_text(ARGV[4]),
                start_time = ARGV[5], offset = ARGV[6], actor = ARGV[7], maxlen = ARGV[8],
                claimed = holder and true or false}
-  move(ctx, KEYS[1], jid, cur, new, "status")
+  move(ctx, KEYS[1], jid, cur, new, "status", from_key, KEYS[8])
   return done(OK, cur)
 end
 if cur == "SUBMITTED" and ARGV[9] ~= "" then
