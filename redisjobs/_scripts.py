@@ -73,7 +73,7 @@ def source(file_name: str) -> str:
     return text
 
 
-_LOCAL = re.compile(r"^local (?:function )?([A-Za-z_][\w, ]*?)\s*(?:=|\()", re.MULTILINE)
+_LOCAL = re.compile(r"^local (?:function )?([A-Za-z_][\w, ]*?)\s*(?:=|\(|$)", re.MULTILINE)
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
 
 

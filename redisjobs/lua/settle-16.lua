@@ -45,9 +45,9 @@
 local mode, owner = ARGV[1], ARGV[2]
 local target = {DISPATCHED = ARGV[3], RUNNING = ARGV[4]}
 local now = server_ms()
-local ctx = {queue = KEYS[3], jobs = KEYS[5], events = KEYS[4], leases = KEYS[1],
-             owners = KEYS[2], now_us = tonumber(ARGV[7]), time = seconds_text(ARGV[7]),
-             start_time = ARGV[8], offset = ARGV[9], actor = ARGV[5], maxlen = ARGV[6]}
+mv_queue, mv_jobs, mv_events, mv_leases, mv_owners = KEYS[3], KEYS[5], KEYS[4], KEYS[1], KEYS[2]
+mv_now_us, mv_time, mv_start_time = tonumber(ARGV[7]), seconds_text(ARGV[7]), ARGV[8]
+mv_offset, mv_actor, mv_maxlen = ARGV[9], ARGV[5], ARGV[6]
 local done = {}
 for i = 10, #ARGV do
   local jid, job_key = ARGV[i], KEYS[16 + i - 9]
@@ -59,7 +59,7 @@ for i = 10, #ARGV do
     local cur = unjson_str(redis.call("HGET", job_key, "status"))
     local new = cur and target[cur]
     if new and new ~= cur and can_move(cur, new) then
-      move(ctx, job_key, jid, cur, new, mode, KEYS[5 + status_index(cur)], KEYS[5 + status_index(new)])
+      move(job_key, jid, cur, new, mode, KEYS[5 + status_index(cur)], KEYS[5 + status_index(new)])
       done[#done + 1] = {jid, cur, new, holder or ""}
     elseif not new then
       -- Not DISPATCHED or RUNNING (or gone): a stale lease; drop it.

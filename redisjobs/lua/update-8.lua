@@ -55,10 +55,6 @@ if ARGV[11] == "2" then  -- only a repeat can find its record: a first send need
   local prior = replayed(request)
   if prior then return {tonumber(string.sub(prior, 1, 1)), string.sub(prior, 3)} end
 end
-local function done(code, old)
-  if request then remember(request, code .. ":" .. old) end
-  return {code, old}
-end
 
 local cur = job_status(KEYS[1])
 if not cur then return {E_NOT_FOUND} end
@@ -79,15 +75,16 @@ end
 hset_range(KEYS[1], 12, #ARGV)
 
 if change then
-  local ctx = {queue = KEYS[3], jobs = KEYS[2], events = KEYS[4], leases = KEYS[5],
-               owners = KEYS[6], now_us = tonumber(ARGV[4]), time = seconds_text(ARGV[4]),
-               start_time = ARGV[5], offset = ARGV[6], actor = ARGV[7], maxlen = ARGV[8],
-               claimed = holder and true or false}
-  move(ctx, KEYS[1], jid, cur, new, "status", from_key, KEYS[8])
-  return done(OK, cur)
+  mv_queue, mv_jobs, mv_events, mv_leases, mv_owners = KEYS[3], KEYS[2], KEYS[4], KEYS[5], KEYS[6]
+  mv_now_us, mv_time, mv_start_time = tonumber(ARGV[4]), seconds_text(ARGV[4]), ARGV[5]
+  mv_offset, mv_actor, mv_maxlen = ARGV[6], ARGV[7], ARGV[8]
+  move(KEYS[1], jid, cur, new, "status", from_key, KEYS[8], holder and true or false)
+  if request then remember(request, "1:" .. cur) end  -- (text: a number goes through sprintf)
+  return {OK, cur}
 end
 if cur == "SUBMITTED" and ARGV[9] ~= "" then
   local seq = tonumber(redis.call("ZSCORE", KEYS[2], jid)) or 0
   redis.call("ZADD", KEYS[3], queue_score(tonumber(ARGV[9]), seq), jid)
 end
-return done(NOOP, cur)
+if request then remember(request, "0:" .. cur) end
+return {NOOP, cur}

@@ -58,6 +58,7 @@ end
 -- happened. The first run records its outcome under the call's random request id, for a while;
 -- a repeat finds it and answers as the first run did, changing nothing and emitting no event.
 -- Two minutes: far beyond what redis-py's retries of one call take (timeouts times attempts).
-local REQUEST_TTL_MS = 120000
+-- (Text: a number passed to redis.call is formatted by sprintf on every call.)
+local REQUEST_TTL_MS = "120000"
 local function replayed(key) return redis.call("GET", key) end
 local function remember(key, outcome) redis.call("SET", key, outcome, "PX", REQUEST_TTL_MS) end
