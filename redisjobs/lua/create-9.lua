@@ -54,7 +54,7 @@ local seq = redis.call("INCR", KEYS[5])
 hset_range(KEYS[1], first_field, #ARGV)
 if nblobs > 0 then hset_range(KEYS[2], 12, first_field - 1) end
 if ARGV[10] == "1" then redis.call("HSET", KEYS[9], ARGV[12], ARGV[11]) end
-redis.call("ZADD", KEYS[3], seq, jid)
+redis.call("ZADD", KEYS[3], string.format("%d", seq), jid)  -- (integer text: see queue_score)
 if status == "SUBMITTED" then redis.call("ZADD", KEYS[4], queue_score(tonumber(ARGV[2]), seq), jid) end
 redis.call("SADD", KEYS[7], jid)
 emit(KEYS[6], ARGV[5], jid, ARGV[9], "", status, ARGV[3], ARGV[4])

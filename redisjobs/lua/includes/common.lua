@@ -43,8 +43,9 @@ local function emit(stream, maxlen, jid, op, old, new, actor, time)
 end
 
 -- Queue score: higher priority first, then submit order (exact below 2^53; |priority| < 2^21).
+-- As integer text: a number passed to redis.call is formatted as a float (%.17g), slowly.
 local function queue_score(priority, seq)
-  return -priority * 4294967296 + (seq % 4294967296)
+  return string.format("%d", -priority * 4294967296 + (seq % 4294967296))
 end
 
 -- Lease expiry in server milliseconds: every process compares against the same clock.
