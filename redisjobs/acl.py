@@ -69,10 +69,11 @@ COMMANDS: dict[str, str] = {
     "hdel": "lua: commitBlob, move (owners)",
     "hlen": "lua: saveRecord",
     "hset": "lua: create, update, approve, claim, commitBlob, saveRecord, markRecordDeleted, move",
+    "hmget": "lua: update (the status, with the start time when a duration may be due)",
     "incr": "lua: create (the submit sequence)",
     "sadd": "lua: create, saveRecord, move",
-    "smove": "lua: claim",
-    "srem": "lua: delete, move",
+    "smove": "lua: claim, move",
+    "srem": "lua: delete",
     "time": "lua: lease expiry by the server's clock (claim, renew, settle, dueLeases)",
     "xadd": "lua: every event",
     # both in scripts and from Python

@@ -56,15 +56,25 @@ if ARGV[11] == "2" then  -- only a repeat can find its record: a first send need
   if prior then return {tonumber(string.sub(prior, 1, 1)), string.sub(prior, 3)} end
 end
 
-local cur = job_status(KEYS[1])
-if not cur then return {E_NOT_FOUND} end
+-- The status, and with it the start time when the new status may record a duration.
+local raw, start = nil, nil
+if new ~= "" and is_timed(new) then
+  local got = redis.call("HMGET", KEYS[1], "status", "start_time")
+  raw, start = got[1], got[2]
+else
+  raw = redis.call("HGET", KEYS[1], "status")
+end
+if not raw and redis.call("EXISTS", KEYS[1]) == 0 then return {E_NOT_FOUND} end
+local cur = unjson_str(raw) or ""
 if expected ~= "" and cur ~= expected then return {E_CONFLICT, cur} end
 local change = new ~= "" and new ~= cur
 local from_key = change and source_key(8, new, cur)
 if change and not from_key then return {E_TRANSITION, cur} end
 local holder = false
 if change then
-  holder = redis.call("HGET", KEYS[6], jid)
+  -- Only a DISPATCHED or RUNNING job can have an owner (claim and move keep it so, and
+  -- check_invariants checks it): any other needs no look.
+  if cur == "DISPATCHED" or cur == "RUNNING" then holder = redis.call("HGET", KEYS[6], jid) end
   local needs_owner = holder and (new == "RUNNING" or new == "SUBMITTED")
   if (asserted ~= "" and holder ~= asserted) or (needs_owner and holder ~= asserted) then
     return {E_NOT_OWNER, holder or ""}
@@ -78,7 +88,7 @@ if change then
   mv_queue, mv_jobs, mv_events, mv_leases, mv_owners = KEYS[3], KEYS[2], KEYS[4], KEYS[5], KEYS[6]
   mv_now_us, mv_time, mv_start_time = tonumber(ARGV[4]), seconds_text(ARGV[4]), ARGV[5]
   mv_offset, mv_actor, mv_maxlen = ARGV[6], ARGV[7], ARGV[8]
-  move(KEYS[1], jid, cur, new, "status", from_key, KEYS[8], holder and true or false)
+  move(KEYS[1], jid, cur, new, "status", from_key, KEYS[8], holder and true or false, start)
   if request then remember(request, "1:" .. cur) end  -- (text: a number goes through sprintf)
   return {OK, cur}
 end

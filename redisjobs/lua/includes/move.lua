@@ -1,8 +1,9 @@
 --[[
   Moving a job from one status to another: the one place where the status field, the status sets,
   the queue, start_time / duration, the lease and the event change together. Callers check the
-  transition first and pass the sets of the old and the new status (from_key, to_key), and
-  claimed: false when they know the job has no owner (no lease to let go of).
+  transition first and pass the sets of the old and the new status (from_key, to_key),
+  claimed: false when they know the job has no owner (no lease to let go of), and start: the
+  job's start_time field as they read it (false if it has none), or nil to have it read here.
 
   What every move in a script shares, the script sets once, before its first move (plain locals:
   a table of them would cost the server about 15k instructions a call, in building and garbage):
@@ -15,11 +16,12 @@
 ]]
 local mv_queue, mv_jobs, mv_events, mv_leases, mv_owners
 local mv_now_us, mv_time, mv_start_time, mv_offset, mv_actor, mv_maxlen
-local function move(job_key, jid, cur, new, op, from_key, to_key, claimed)
+local function move(job_key, jid, cur, new, op, from_key, to_key, claimed, start)
   -- The status and the time it sets, in one HSET.
   local duration = nil
   if new ~= "RUNNING" and is_timed(new) then
-    local start = unjson_str(redis.call("HGET", job_key, "start_time"))
+    if start == nil then start = redis.call("HGET", job_key, "start_time") end
+    start = unjson_str(start)
     local start_us = start and start ~= "" and iso_to_us(start, mv_offset)
     if start_us then duration = json_str(timedelta_str(mv_now_us - start_us)) end
   end
