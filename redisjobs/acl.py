@@ -31,7 +31,11 @@ What the user cannot be kept from, because Redis ACLs cannot express it:
 - A chunk key pattern also matches the chunks of namespaces named ``<namespace>/...``: where users
   must be kept apart, give no namespace a name that starts with another's name and a ``/``.
 
-Not granted, and refused harmlessly: ``CONFIG GET`` (it would also reveal ``requirepass`` and the
+Not granted, and refused harmlessly: ``FUNCTION LOAD`` (and so ``FCALL``): function and library
+names are shared by the whole server, so a user who may load functions can replace the ones other
+users' managers call, with code that then runs with their rights; without it a manager runs the
+same scripts by ``EVALSHA``, which names a script by its content (about 24k more server
+instructions for a status change). ``CONFIG GET`` (it would also reveal ``requirepass`` and the
 other secrets, and cannot be limited to one parameter): the manager's start-up check of
 ``maxmemory-policy`` is then skipped, so check that it is ``noeviction`` as an administrator;
 ``CLIENT SETINFO``, which redis-py sends on connecting and whose refusal it ignores (Redis 7.0
@@ -61,7 +65,8 @@ COMMANDS: dict[str, str] = {
     "ping": "redis-py's health check of an idle connection; redisjobs demo",
     # scripts: loaded once per manager, then run by their sha1
     "script|load": "Scripts(): every script of redisjobs/lua, once per manager",
-    "evalsha": "every single-job write (and getJobs on a cluster): redisjobs/lua",
+    "evalsha": "every single-job write (and getJobs on a cluster): redisjobs/lua (FCALL where the user "
+    "may load functions, which these rules do not grant)",
     "wait": "durability: with wait_replicas, WAIT after each writing script",
     # inside the scripts (redis.call in redisjobs/lua/**/*.lua): Redis checks these too
     "del": "lua: delete, saveRecord",

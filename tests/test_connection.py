@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
 import pytest
 import redis
@@ -15,6 +16,7 @@ from redis.exceptions import DataError
 
 from redisjobs import RedisJobDefManager, RunStatus
 from redisjobs._connection import LARGE_ARGUMENT, Lane, Packer, bulks, bulks_prefixed, lane_for, make_retry
+from redisjobs._scripts import library
 
 
 def test_a_large_value_is_handed_to_the_socket_without_a_copy() -> None:
@@ -146,9 +148,51 @@ def test_scripts_flushed_from_the_server_are_loaded_again(make_store) -> None:  
     m: RedisJobDefManager = make_store()
     jid = m.create({"name": "a"}, b"x")["job_id"]
     m.client.script_flush()
+    if m._s.update.__class__.__name__ == "LaneScript" and m._s.update.function:
+        m.client.function_flush()  # (what a restart without persistence does to the library)
     m.set_status(jid, RunStatus.FINISHED_ABORTED)
     assert m.get_job(jid).meta["status"] == "FINISHED:ABORTED"
-    assert m.create({"name": "b"}, b"y")["job_id"] != jid
+    queued = m.create({"name": "b"}, b"y")["job_id"]
+    assert queued != jid
+    assert [j.job_id for j in m.claim("o")] == [queued]
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("functions", [True, False])
+def test_the_scripts_run_as_a_function_library_where_the_server_loads_it(
+    redis_url: str, namespace: str, functions: bool
+) -> None:
+    name, _, names = library()
+    admin = redis.Redis.from_url(redis_url)
+    m = RedisJobDefManager(redis_url, namespace=namespace, functions=functions)
+    try:
+        jid = m.create({"name": "a"}, b"x")["job_id"]
+        loaded = {lib[b"library_name"].decode(): lib for lib in map(_pairs, admin.function_list())}
+        if functions:
+            assert {f[b"name"].decode() for f in map(_pairs, loaded[name][b"functions"])} == set(
+                names.values()
+            )
+            assert names["update"] == f"rj_{name.removeprefix('redisjobs_')}_update"
+        before = _calls(admin)
+        m.set_status(jid, RunStatus.FINISHED_ABORTED)
+        m.get_job(jid)
+        after = _calls(admin)
+        assert (after["fcall"] - before["fcall"], after["evalsha"] - before["evalsha"]) == (
+            (1, 0) if functions else (0, 1)
+        )
+        assert m.get_job(jid).meta["status"] == "FINISHED:ABORTED"
+    finally:
+        m.close()
+        admin.close()
+
+
+def _pairs(flat: list[Any]) -> dict[bytes, Any]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _calls(admin: redis.Redis) -> dict[str, int]:
+    stats = admin.info("commandstats")
+    return {c: int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("fcall", "evalsha")}
 
 
 @pytest.mark.real

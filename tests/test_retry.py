@@ -25,8 +25,9 @@ class LossyConnection(redis.Connection):
 
     lose = 0
     lost = 0
-    #: Also flush the server's scripts when a reply is lost, as a restart does (set to an admin
-    #: client): the retry then meets NOSCRIPT.
+    #: Also flush the server's scripts and functions when a reply is lost, as a restart without
+    #: persistence does (set to an admin client): the retry then meets NOSCRIPT, or "Function not
+    #: found".
     flusher: redis.Redis | None = None
 
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
@@ -37,17 +38,19 @@ class LossyConnection(redis.Connection):
             self.disconnect()
             if LossyConnection.flusher is not None:
                 LossyConnection.flusher.script_flush()
+                LossyConnection.flusher.function_flush()
             raise redis.ConnectionError("reply lost on purpose (test)")
         return reply
 
 
-@pytest.fixture
-def lossy(redis_url: str, namespace: str) -> Iterator[RedisJobDefManager]:
+@pytest.fixture(params=[True, False], ids=["fcall", "evalsha"])
+def lossy(redis_url: str, namespace: str, request: pytest.FixtureRequest) -> Iterator[RedisJobDefManager]:
     client = redis.Redis.from_url(
         redis_url, connection_class=LossyConnection, retry=make_retry(3, 0.001, 0.01), command_packer=Packer()
     )
-    m = RedisJobDefManager(client=client, namespace=namespace)
+    m = RedisJobDefManager(client=client, namespace=namespace, functions=request.param)
     m.client.ping()  # connect (and load the scripts) before any reply is lost
+    assert (m._s.update.function is not None) is request.param
     LossyConnection.lose = LossyConnection.lost = 0
     yield m
     LossyConnection.lose, LossyConnection.flusher = 0, None

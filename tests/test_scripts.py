@@ -107,3 +107,24 @@ local UNUSED = "f g h"
     assert "local function json_str" not in claim  # used by move only
     assert "local function move" in update and "local function server_ms" not in update
     assert "local function json_str" in update  # through move
+
+
+def test_the_library_holds_every_script_as_a_function() -> None:
+    """One function per script file, named after the code's digest; the includes once, at the
+    top, with the status rules filled in; each function sets KEYS and ARGV before its body."""
+    name, code, names = _scripts.library()
+    digest = name.removeprefix("redisjobs_")
+    assert re.fullmatch(r"[0-9a-f]{12}", digest)
+    assert code.startswith(f"#!lua name={name}\nlocal KEYS, ARGV\n")
+    assert set(names) == {f.rsplit("-", 1)[0] for f in FILES}
+    for script, function in names.items():
+        assert function == f"rj_{digest}_{script}"
+        assert (
+            code.count(
+                f"redis.register_function('{function}', function(keys, args)\nKEYS, ARGV = keys, args\n"
+            )
+            == 1
+        )
+    assert code.count("local function move(") == 1 and code.count("local function emit(") == 1
+    assert "@@" not in code and "-- @include" not in code
+    assert _scripts.library() is _scripts.library()  # built once

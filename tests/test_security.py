@@ -250,6 +250,9 @@ CLIENT_METHODS = {
 NOT_COMMANDS = {"pipeline", "execute", "close", "get_nodes"}
 #: Sent, refused on purpose, and tolerated by the manager (CONFIG GET would reveal requirepass).
 REFUSED_ON_PURPOSE = {"config_get"}
+#: The same over a lane: FUNCTION LOAD (a user who may load functions can replace other users'),
+#: and so FCALL, which is sent only once the library is loaded.
+LANE_REFUSED_ON_PURPOSE = {"function|load", "fcall"}
 #: redis-py's own handshake: HELLO (or AUTH) with the credentials, SELECT for a database other than 0.
 HANDSHAKE = {"hello", "auth", "select"}
 
@@ -277,9 +280,9 @@ def _lane_commands() -> set[str]:
     found: set[str] = set()
     for path in PACKAGE.glob("*.py"):
         for line in path.read_text().splitlines():
-            if "lane.execute" in line:
+            if "lane.execute" in line or "self._command = " in line:  # (a lane script's command)
                 for name, sub in re.findall(r'\("([A-Z]+)"(?:, "([A-Z]+)")?', line):
-                    container = name in ("SCRIPT", "CONFIG", "INFO")
+                    container = name in ("SCRIPT", "CONFIG", "INFO", "FUNCTION")
                     found.add(f"{name}|{sub}".lower() if container else name.lower())
     return found
 
@@ -287,7 +290,8 @@ def _lane_commands() -> set[str]:
 def test_the_rules_allow_exactly_the_commands_redisjobs_sends() -> None:
     lua, methods, lane = _lua_commands(), _client_methods(), _lane_commands()
     assert {"hset", "xadd", "time", "smove"} <= lua  # the scan finds them
-    assert {"evalsha", "script|load", "hgetall", "hget", "mget"} <= lane
+    assert {"evalsha", "script|load", "hgetall", "hget", "mget", *LANE_REFUSED_ON_PURPOSE} <= lane
+    lane -= LANE_REFUSED_ON_PURPOSE
     unknown = methods - set(CLIENT_METHODS) - NOT_COMMANDS - REFUSED_ON_PURPOSE
     assert unknown == set(), f"new redis-py calls: add their commands to redisjobs.acl.COMMANDS: {unknown}"
     for path in PACKAGE.glob("*.py"):  # INFO is allowed for its memory section only
@@ -417,8 +421,14 @@ def test_every_public_method_works_as_the_namespace_user(
         drive_whole_api(m, tmp_path, before_gc=stats)
     finally:
         m.close()
-    # Nothing was refused but what the module's docstring names (CONFIG GET, at connect).
-    assert _denials(admin, _user_of(url)) <= {("command", "config|get"), ("command", "client|setinfo")}
+    # Nothing was refused but what the module's docstring names (CONFIG GET, at connect; FUNCTION
+    # LOAD, once per manager: its scripts then run by EVALSHA).
+    assert _denials(admin, _user_of(url)) <= {
+        ("command", "config|get"),
+        ("command", "client|setinfo"),
+        ("command", "function|load"),
+    }
+    assert m._s.update.function is None and m._s.claim.function is None
     left = [k.decode() for k in _keys_of(admin, ns)]  # no job, manifest or chunk
     assert left and not [k for k in left if re.search(r":(job|blobs|inline):|:chunk:", k)]
 
@@ -489,8 +499,8 @@ def test_the_user_of_one_namespace_is_refused_in_another(
         intruder.close()
     assert _keys_of(admin, other) == before  # every key and value as it was
     refused = _denials(admin, _user_of(url))
-    assert {reason for reason, _ in refused} == {"key", "command"}  # keys; and CONFIG GET at connect
-    assert {obj for reason, obj in refused if reason == "command"} == {"config|get"}
+    assert {reason for reason, _ in refused} == {"key", "command"}  # keys; CONFIG GET and FUNCTION LOAD
+    assert {obj for reason, obj in refused if reason == "command"} == {"config|get", "function|load"}
 
 
 @pytest.mark.real
