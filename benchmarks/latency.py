@@ -19,7 +19,9 @@ reads slow).
 
 The stores are measured side by side, for the same reason: all of them hold the N jobs at once,
 and each operation is sampled in blocks of 20 on one store, then the next, in turn (the order
-rotating), so that a ratio between two stores compares them at the same moments.
+rotating), so that a ratio between two stores compares them at the same moments. A listing takes
+``--repeat`` / 20 samples on each store, then more, up to ``--repeat``, on each store where they took
+less than a second in all.
 Writes ``benchmarks/results/latency.json`` and ``latency.md`` (a markdown table with ratios), and
 ``latency.png`` (latency against N) with ``--plot`` (needs matplotlib).
 """
@@ -48,6 +50,9 @@ QUEUED_FEW = 10
 QUEUED_MANY = 1000
 #: Samples of one operation taken on one store before the next store's turn (see ``measure``).
 BLOCK = 20
+#: A listing takes a few samples on every store, then more, in blocks, on each store whose samples
+#: of it took less than this many seconds so far, up to ``--repeat`` (see ``measure``).
+LISTING_BUDGET = 1.0
 
 
 class Target:
@@ -118,7 +123,12 @@ def measure(
     minutes; measured one store after the other, a slow stretch fell on one of them and moved the
     ratio between them by as much. Blocks rather than single samples: a call right after another
     store's (fakeredis's Python, NVFlare's file writes) finds the caches cold, and alternating
-    every sample made redisjobs's calls read up to 2.5x slower than in a block."""
+    every sample made redisjobs's calls read up to 2.5x slower than in a block.
+
+    A listing can take seconds a call (NVFlare's, at 100,000 jobs), so every store first takes a
+    few samples of it, one block each; then a store whose samples of it took less than
+    ``LISTING_BUDGET`` seconds in all takes more, in blocks, in turn with the others still under
+    it, up to ``repeat``: a median of ten fast samples moves with one slow stretch."""
     r: dict[str, dict[str, list[float]]] = {t.name: {} for t in made}
     beside: dict[str, list[float]] = {}
 
@@ -129,19 +139,35 @@ def measure(
         # (the garbage it left, the server's lazy frees), which would flatter the listing's ratio.
         listing = op.startswith("get_jobs") or op == "get_all_jobs"
         times = {t.name: r[t.name].setdefault(op, []) for t in made}
-        block = min(BLOCK, count)  # (a listing's few samples: one block, each store in turn)
-        for turn, first in enumerate(range(0, count, block)):
-            turn %= len(made)
-            for t in made[turn:] + made[:turn]:
-                for _ in range(min(block, count - first)):
-                    arg = before(t) if before else None
+        spent = dict.fromkeys(times, 0.0)
+
+        def sample(t: Target, n: int) -> None:
+            for _ in range(n):
+                arg = before(t) if before else None
+                start = time.perf_counter()
+                fn(t, arg)
+                took = time.perf_counter() - start
+                times[t.name].append(took)
+                spent[t.name] += took
+                if floor is not None and t.name == "redis" and not listing:
                     start = time.perf_counter()
-                    fn(t, arg)
-                    times[t.name].append(time.perf_counter() - start)
-                    if floor is not None and t.name == "redis" and not listing:
-                        start = time.perf_counter()
-                        floor()
-                        beside.setdefault(op, []).append(time.perf_counter() - start)
+                    floor()
+                    beside.setdefault(op, []).append(time.perf_counter() - start)
+
+        block = min(BLOCK, count)  # (a listing's few samples: one block, each store in turn)
+        turn = 0
+        for first in range(0, count, block):
+            for t in made[turn:] + made[:turn]:
+                sample(t, min(block, count - first))
+            turn = (turn + 1) % len(made)
+        while listing:  # then more of a listing where they are cheap (see LISTING_BUDGET)
+            more = [t for t in made[turn:] + made[:turn] if spent[t.name] < LISTING_BUDGET]
+            more = [t for t in more if len(times[t.name]) < repeat]
+            if not more:
+                break
+            for t in more:
+                sample(t, min(BLOCK, repeat - len(times[t.name])))
+            turn = (turn + 1) % len(made)
 
     def each(fn: Callable[[Target], Any]) -> dict[str, Any]:
         return {t.name: fn(t) for t in made}
