@@ -126,8 +126,8 @@ def library() -> tuple[str, str, dict[str, str]]:
     EVAL script does). The name carries a digest of the code, so that managers of different
     versions of redisjobs on one server each call their own functions."""
     files = script_files()
-    includes: list[str] = []
-    for text in files.values():
+    includes: list[str] = []  # (in the order the scripts name them: each names "common" first)
+    for _, text in sorted(files.items()):
         includes += [name for name in _INCLUDE.findall(text) if name not in includes]
     top = "".join(unit for name in includes for unit, _ in _units(_read(f"includes/{name}.lua")))
     bodies = {}

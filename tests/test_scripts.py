@@ -128,3 +128,23 @@ def test_the_library_holds_every_script_as_a_function() -> None:
     assert code.count("local function move(") == 1 and code.count("local function emit(") == 1
     assert "@@" not in code and "-- @include" not in code
     assert _scripts.library() is _scripts.library()  # built once
+
+
+def test_the_library_is_the_same_whatever_order_the_files_are_listed_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its name is a digest of its code: two machines with the same redisjobs, whose file systems
+    list the scripts in different orders, must agree on it."""
+    header = "--[[\n  KEYS[1] x\n  ARGV[1] y\n  Output: 1\n]]\n"
+    files = {
+        "a-1.lua": header + '-- @include "duration"\n-- @include "common"\nreturn 1\n',
+        "b-1.lua": header + '-- @include "common"\n-- @include "duration"\nreturn 2\n',
+    }
+    built = []
+    for order in (files, dict(reversed(list(files.items())))):
+        _scripts.library.cache_clear()
+        monkeypatch.setattr(_scripts, "script_files", lambda order=order: order)
+        built.append(_scripts.library())
+    _scripts.library.cache_clear()
+    assert built[0] == built[1]
+    assert set(built[0][2]) == {"a", "b"}
