@@ -634,6 +634,12 @@ class RedisJobDefManager:
         priority = check_priority(jid, meta.get("priority", 0))
         status = _SUBMITTED if op == "create" else check_status(jid, meta.get("status"))
         fields = dict(meta)
+        # The script writes the status (from its ARGV), and a create's start_time and duration
+        # (always "" and "N/A", from _stamp): six arguments fewer for the client to pack and for
+        # the server to turn into Lua strings.
+        del fields["status"]
+        if op == "create":
+            del fields["start_time"], fields["duration"]
         approvals = _split_approvals(jid, fields, self.max_meta_bytes)
         encoded = encode_fields(jid, fields, max_bytes=self.max_meta_bytes)
         manifest, writer = self.blobs.stage(jid, "data", content)

@@ -20,13 +20,14 @@
     ARGV[5] event stream cap
     ARGV[6] n: number of blob manifests
     ARGV[7] the data upload's registration in the uploads zset ("" for an inline blob)
-    ARGV[8] the initial status: SUBMITTED, or the stored one for an import (queued only if SUBMITTED)
-    ARGV[9] the event's op: "create" or "import"
+    ARGV[8] the initial status: SUBMITTED, or the stored one for an import (queued only if SUBMITTED),
+            written as the job's status field
+    ARGV[9] the event's op: "create" (which also writes start_time "" and duration "N/A") or "import"
     ARGV[10] "1" if the data is inline, else "0"
     ARGV[11] the inline data ("" when chunked)
     ARGV[12 .. 11+2n] component, manifest pairs (the data manifest first)
-    ARGV[12+2n ..] job hash field, value pairs: meta (orjson values) and approvals
-            ("\0approval:" .. reviewer -> orjson [approved, note])
+    ARGV[12+2n ..] job hash field, value pairs: meta (orjson values; not the fields written here)
+            and approvals ("\0approval:" .. reviewer -> orjson [approved, note])
 
   Output: a number, not an array (an array costs the server more to convert than its elements)
     seq  (> 0) created; also the reply when this very call ran before (a retry: the data
@@ -51,7 +52,16 @@ end
 if ARGV[7] ~= "" and redis.call("ZREM", KEYS[8], ARGV[7]) == 0 then return E_UPLOAD_EXPIRED end
 
 local seq = redis.call("INCR", KEYS[5])
-hset_range(KEYS[1], first_field, #ARGV)
+-- The status (and a create's start_time and duration) in the same HSET as the meta, when the meta
+-- is small enough for one (unpack() has a limit).
+local last = math.min(#ARGV, first_field + 999)
+if ARGV[9] == "create" then
+  redis.call("HSET", KEYS[1], "status", json_str(status), "start_time", '""', "duration", '"N/A"',
+             unpack(ARGV, first_field, last))
+else
+  redis.call("HSET", KEYS[1], "status", json_str(status), unpack(ARGV, first_field, last))
+end
+hset_range(KEYS[1], last + 1, #ARGV)
 if nblobs > 0 then hset_range(KEYS[2], 12, first_field - 1) end
 if ARGV[10] == "1" then redis.call("HSET", KEYS[9], ARGV[12], ARGV[11]) end
 redis.call("ZADD", KEYS[3], string.format("%d", seq), jid)  -- (integer text: see queue_score)
