@@ -5,7 +5,8 @@ KEYS, ARGV and Output. A line ``-- @include "x"`` pulls in the definitions of
 ``lua/includes/x.lua`` that the script uses; placeholders ``@@STATUS_COUNT@@``,
 ``@@STATUS_POSITIONS@@``, ``@@TRANSITIONS@@``, ``@@TIMED@@`` and ``@@SOURCE_RANKS@@`` become
 constants generated from ``_lifecycle`` (the one place the status rules live). Sources are read
-once per process; each manager registers them once on its client (EVALSHA, reloaded on NOSCRIPT).
+once per process; each manager registers them once on its client (EVALSHA, reloaded on NOSCRIPT),
+and over its lane calls them as functions of one library where the server loads it (``library``).
 """
 
 from __future__ import annotations
@@ -134,15 +135,15 @@ def library() -> tuple[str, str, dict[str, str]]:
     for file_name, text in sorted(files.items()):
         body = _INCLUDE.sub("", text[text.index("]]") + 2 :])
         bodies[file_name.rsplit("-", 1)[0]] = body
-    digest = hashlib.sha1(repr((top, sorted(bodies.items()))).encode()).hexdigest()[:12]
-    functions = {name: f"rj_{digest}_{name}" for name in bodies}
-    code = f"#!lua name=redisjobs_{digest}\nlocal KEYS, ARGV\n{top}"
+    code = f"#!lua name=redisjobs_@@DIGEST@@\nlocal KEYS, ARGV\n{top}"
     for name, body in bodies.items():
-        code += f"\nredis.register_function('{functions[name]}', function(keys, args)\n"
+        code += f"\nredis.register_function('rj_@@DIGEST@@_{name}', function(keys, args)\n"
         code += f"KEYS, ARGV = keys, args\n{body}\nend)\n"
     for placeholder, value in _placeholders().items():
         code = code.replace(placeholder, value)
-    return f"redisjobs_{digest}", code, functions
+    digest = hashlib.sha1(code.encode()).hexdigest()[:12]  # (of everything, the status rules too)
+    functions = {name: f"rj_{digest}_{name}" for name in bodies}
+    return f"redisjobs_{digest}", code.replace("@@DIGEST@@", digest), functions
 
 
 def _function_missing(error: Exception) -> bool:

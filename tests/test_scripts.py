@@ -130,6 +130,19 @@ def test_the_library_holds_every_script_as_a_function() -> None:
     assert _scripts.library() is _scripts.library()  # built once
 
 
+def test_the_library_name_follows_the_status_rules_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A change of the transition table alone (no Lua changed) must give another library: a
+    server holding the old one would otherwise keep running the old rules."""
+    name = _scripts.library()[0]
+    rules = _scripts._placeholders()
+    _scripts.library.cache_clear()
+    monkeypatch.setattr(_scripts, "_placeholders", lambda: {**rules, "@@TIMED@@": '"|FINISHED:COMPLETED|"'})
+    try:
+        assert _scripts.library()[0] != name
+    finally:
+        _scripts.library.cache_clear()
+
+
 def test_the_library_is_the_same_whatever_order_the_files_are_listed_in(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
