@@ -16,7 +16,7 @@ from redis.exceptions import DataError
 
 from redisjobs import RedisJobDefManager, RunStatus
 from redisjobs._connection import LARGE_ARGUMENT, Lane, Packer, bulks, bulks_prefixed, lane_for, make_retry
-from redisjobs._scripts import library
+from redisjobs._scripts import LaneScript, library
 
 
 def test_a_large_value_is_handed_to_the_socket_without_a_copy() -> None:
@@ -148,7 +148,7 @@ def test_scripts_flushed_from_the_server_are_loaded_again(make_store) -> None:  
     m: RedisJobDefManager = make_store()
     jid = m.create({"name": "a"}, b"x")["job_id"]
     m.client.script_flush()
-    if m._s.update.__class__.__name__ == "LaneScript" and m._s.update.function:
+    if isinstance(m._s.update, LaneScript) and m._s.update.function:
         m.client.function_flush()  # (what a restart without persistence does to the library)
     m.set_status(jid, RunStatus.FINISHED_ABORTED)
     assert m.get_job(jid).meta["status"] == "FINISHED:ABORTED"
