@@ -161,8 +161,8 @@ def measure(
                 sample(t, min(block, count - first))
             turn = (turn + 1) % len(made)
         while listing:  # then more of a listing where they are cheap (see LISTING_BUDGET)
-            more = [t for t in made[turn:] + made[:turn] if spent[t.name] < LISTING_BUDGET]
-            more = [t for t in more if len(times[t.name]) < repeat]
+            rotated = made[turn:] + made[:turn]
+            more = [t for t in rotated if spent[t.name] < LISTING_BUDGET and len(times[t.name]) < repeat]
             if not more:
                 break
             for t in more:

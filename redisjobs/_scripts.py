@@ -59,17 +59,15 @@ def source(file_name: str) -> str:
     text = script_files()[file_name]
     names = _INCLUDE.findall(text)
     units = [unit for name in names for unit in _units(_read(f"includes/{name}.lua"))]
-    kept = _used(units, _identifiers(_INCLUDE.sub("", text)))
-    first = True
+    kept = "".join(unit for unit, _ in _used(units, _identifiers(_INCLUDE.sub("", text))))
+    first = _INCLUDE.search(text)
+    if first is not None:  # every include's kept definitions go where the first include was
+        text = text[: first.start()] + kept + _INCLUDE.sub("", text[first.end() :])
+    return _filled(text)
 
-    def expand(match: re.Match[str]) -> str:
-        nonlocal first  # every include's kept definitions go where the first include was
-        if not first:
-            return ""
-        first = False
-        return "".join(unit for unit, _ in kept)
 
-    text = _INCLUDE.sub(expand, text)
+def _filled(text: str) -> str:
+    """``text`` with the status-rule placeholders replaced by their constants."""
     for placeholder, value in _placeholders().items():
         text = text.replace(placeholder, value)
     return text
@@ -139,8 +137,7 @@ def library() -> tuple[str, str, dict[str, str]]:
     for name, body in bodies.items():
         code += f"\nredis.register_function('rj_@@DIGEST@@_{name}', function(keys, args)\n"
         code += f"KEYS, ARGV = keys, args\n{body}\nend)\n"
-    for placeholder, value in _placeholders().items():
-        code = code.replace(placeholder, value)
+    code = _filled(code)
     digest = hashlib.sha1(code.encode()).hexdigest()[:12]  # (of everything, the status rules too)
     functions = {name: f"rj_{digest}_{name}" for name in bodies}
     return f"redisjobs_{digest}", code.replace("@@DIGEST@@", digest), functions
@@ -309,16 +306,20 @@ class Scripts:
         for file_name in script_files():
             name = file_name.rsplit("-", 1)[0]
             self.by_name[name] = client.register_script(source(file_name))
-        # Load them all in one round trip now, rather than one NOSCRIPT miss per script later. (A
-        # cluster sends SCRIPT LOAD to every primary itself, outside pipelines.)
-        if is_cluster(client):
-            for script in self.by_name.values():
-                client.script_load(script.script)
-        else:
-            pipe = client.pipeline(transaction=False)
-            for script in self.by_name.values():
-                pipe.script_load(script.script)
-            pipe.execute()
+        # Over a lane (without replicas to wait for), as functions of one library where the
+        # server loads it (see library()): then no call runs an EVAL script.
+        use_library = lane is not None and replicas == 0 and functions and load_library(lane)
+        if not use_library:
+            # Load them all in one round trip now, rather than one NOSCRIPT miss per script later.
+            # (A cluster sends SCRIPT LOAD to every primary itself, outside pipelines.)
+            if is_cluster(client):
+                for script in self.by_name.values():
+                    client.script_load(script.script)
+            else:
+                pipe = client.pipeline(transaction=False)
+                for script in self.by_name.values():
+                    pipe.script_load(script.script)
+                pipe.execute()
         run: dict[str, Any] = dict(self.by_name)
         if replicas > 0:
             for name, script in self.by_name.items():
@@ -327,8 +328,7 @@ class Scripts:
                 elif lane is not None:
                     run[name] = LaneScript(lane, script)
         elif lane is not None:
-            # Over a lane, as functions of one library where the server loads it (see library()).
-            names = library()[2] if functions and load_library(lane) else {}
+            names = library()[2] if use_library else {}
             run = {name: LaneScript(lane, script, names.get(name)) for name, script in self.by_name.items()}
         self.create = run["create"]
         self.update = run["update"]
