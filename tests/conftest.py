@@ -77,10 +77,12 @@ def cluster_url() -> Iterator[str]:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """``backend``: fakeredis and a real server for every store test; a 3-master Redis Cluster too
-    for the modules marked ``cluster`` (they cover every public method)."""
+    for the modules marked ``cluster`` (they cover every public method), but for tests marked
+    ``lane``."""
     if "backend" in metafunc.fixturenames:
         params = ["fake", pytest.param("real", marks=pytest.mark.real)]
-        if metafunc.definition.get_closest_marker("cluster"):
+        marked = metafunc.definition.get_closest_marker
+        if marked("cluster") and not marked("lane"):
             params.append(pytest.param("cluster", marks=pytest.mark.real))
         metafunc.parametrize("backend", params, indirect=True)
 

@@ -182,6 +182,93 @@ def test_a_job_submitted_after_the_head_was_cached_is_claimed_first(make_store: 
     assert m1.claim("one") == []
 
 
+def _watch_claims(m: RedisJobDefManager, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
+    """Record, for each run of m's claim script over its lane: how many commands followed it, and
+    whether the script left out the claimed job's hash (0 in its place: the HGETALL after it reads
+    that job)."""
+    from redisjobs._scripts import LaneScript
+
+    script = m._s.claim
+    assert isinstance(script, LaneScript)
+    runs: list[tuple[int, bool]] = []
+    real = script.run_packed
+
+    def run_packed(*args: Any) -> list[Any]:
+        replies = real(*args)
+        runs.append((args[-1], replies[0][3] == 1 and replies[0][5] == 0))
+        return replies
+
+    monkeypatch.setattr(script, "run_packed", run_packed)
+    return runs
+
+
+@pytest.mark.lane
+def test_a_claimed_job_reads_whole_whether_or_not_the_claim_expected_it(
+    make_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A claim expects the job where its previous claim found its own, and reads that job's hash
+    # itself; when another manager took that job in between, the script sends the hash instead.
+    m1, m2 = make_store(), make_store()
+    jids = [m1.create({"name": f"job-{i}", "n": i}, b"content")["job_id"] for i in range(8)]
+    runs = _watch_claims(m1, monkeypatch)
+    got = [*m1.claim("one"), *m1.claim("one"), *m1.claim("one")]
+    assert ids(m2.claim("two")) == [jids[3]]  # m1 expects jids[3] next
+    got += m1.claim("one")
+    assert ids(got) == [jids[0], jids[1], jids[2], jids[4]]
+    # The first claim had no head yet: its first run claimed nothing (stale), its second read the
+    # job it expected, as did the next two claims; the last expected jids[3], which m2 had taken,
+    # and got the next one's hash from the script.
+    assert runs == [(1, False), (2, True), (2, True), (2, True), (2, False)]
+    for i, job in zip([0, 1, 2, 4], got, strict=True):
+        assert job.meta == m1.get_job(job.job_id).meta  # type: ignore[union-attr]
+        assert job.meta["status"] == DISPATCHED and job.meta["n"] == i
+        assert job.dispatcher_id == "one"
+
+
+@pytest.mark.lane
+def test_a_claim_expects_its_job_only_while_such_guesses_have_been_right(
+    store: RedisJobDefManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for _ in range(20):
+        submit(store)
+    runs = _watch_claims(store, monkeypatch)
+    store.claim("one")
+    store._claim_hits = 0.0  # as after many claims whose jobs were elsewhere (many processes)
+    for _ in range(12):
+        assert len(store.claim("one")) == 1
+    # (The first claim: a run without a head, then one that expected its job.) Each right guess
+    # moves the average an eighth of the way up: after six of them, it expects again.
+    assert [more for more, _ in runs] == [1, 2, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2]
+    assert all(left_out for more, left_out in runs if more == 2)
+    assert store.claim("one", limit=2) and runs[-1][0] == 1  # (never with a limit above 1)
+
+
+@pytest.mark.lane
+def test_a_claimed_job_deleted_before_its_hash_is_read_is_not_returned(
+    store: RedisJobDefManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The HGETALL after the script can see another client's change only if the write reached the
+    # server in pieces; a job deleted in between is not returned (there is nothing left to run).
+    from redisjobs._scripts import LaneScript
+
+    jids = [submit(store) for _ in range(3)]
+    assert ids(store.claim("one")) == jids[:1]
+    script = store._s.claim
+    assert isinstance(script, LaneScript)
+    real = script.run_packed
+
+    def deleted_between(*args: Any) -> list[Any]:
+        reply, head, fields = real(*args)
+        store.delete(reply[4].decode())
+        return [reply, head, [] if reply[5] == 0 else fields]
+
+    monkeypatch.setattr(script, "run_packed", deleted_between)
+    assert store.claim("one") == []
+    monkeypatch.undo()
+    assert store.get_job(jids[1]) is None
+    assert ids(store.claim("one")) == jids[2:]
+
+
 def test_stale_head_with_limit_claims_in_queue_order(make_store: Any) -> None:
     m1, m2 = make_store(), make_store()
     low = [submit(m1) for _ in range(3)]

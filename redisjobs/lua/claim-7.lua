@@ -37,14 +37,21 @@
     ARGV[8] event stream cap
     ARGV[9] the job-hash key prefix (a candidate's key is the prefix and its id)
     ARGV[10] "1" if this call may repeat one that ran (redis-py's retry sent it again), else "0"
-    (The arguments that stay the same from call to call come last: a client can pack them once.)
+    ARGV[11] the rank r (1-based) among the candidates of the one job whose hash the caller reads
+             itself, by an HGETALL of KEYS[7 + r] sent right after the script in the same write
+             (the job it expects to get, with a limit of 1); "0" for none. If the script claims
+             that very job, the reply carries 0 in place of its hash: the hash then crosses into
+             the reply once, straight from Redis, instead of into Lua and out again (about 29k of
+             the server's instructions). A repeat always carries the hashes.
+    (The arguments that stay the same from call to call come before ARGV[10]: a client can pack
+    them once.)
 
   Output: one flat array (each nested array costs the server more to convert than its elements)
     {1, expiry_ms, stale, n, jid, fields, ..., head ...}
       expiry_ms: the leases' expiry, server time
       stale: 1 if the queue's head held a job that was not a candidate (call again with `head`)
       n: how many jobs were claimed; then for each, in queue order, its id and its job hash as a
-         field/value array
+         field/value array (0 for the job named by ARGV[11])
       head: the rest, the queue's first `window` ids after the claim
 ]]
 -- @include "common"
@@ -90,6 +97,7 @@ if prior and string.find(prior, ARGV[6] .. " ", 1, true) == 1 then
   return out
 end
 
+local theirs = KEYS[7 + (tonumber(ARGV[11]) or 0)]  -- (KEYS[7] is no candidate: "0" names none)
 local expiry = server_ms() + tonumber(ARGV[2])
 local expiry_text = string.format("%d", expiry)
 -- One read of the queue's top serves both the claim and the reply's view of the next head.
@@ -105,7 +113,8 @@ for n = 1, math.min(limit, #top) do
   redis.call("ZADD", KEYS[2], expiry_text, jid)
   emit(KEYS[4], ARGV[8], jid, "claim", "SUBMITTED", "DISPATCHED", ARGV[7], ARGV[5])
   out[#out + 1] = jid
-  out[#out + 1] = redis.call("HGETALL", job_key)
+  -- (Lua strings are interned: the comparison compares pointers)
+  out[#out + 1] = job_key == theirs and 0 or redis.call("HGETALL", job_key)
   out[4] = n
   owned[#owned + 1] = jid
   owned[#owned + 1] = owner
