@@ -546,10 +546,14 @@ def collect_garbage(client: Any, keys: Keys, grace: float, batch: int = 500) -> 
         if len(stale) < batch:
             break
 
-    candidates: list[str] = []
+    candidates: list[tuple[str, tuple[str, str, str, int]]] = []
     for raw in client.scan_iter(match=keys.chunk_pattern(), count=batch):
+        name = raw.decode()
+        parsed = keys.parse_chunk(name)
+        if parsed is None:  # another namespace's ("team/prod" for "team")
+            continue
         report.chunks_scanned += 1
-        candidates.append(raw.decode())
+        candidates.append((name, parsed))
         if len(candidates) >= batch:
             report.chunks_freed += _sweep(client, keys, candidates)
             candidates = []
@@ -570,17 +574,17 @@ def _unlink_version(client: Any, keys: Keys, jid: str, component: str, version: 
         start += batch
 
 
-def _sweep(client: Any, keys: Keys, names: list[str]) -> int:
-    """Unlink the chunks among ``names`` that no manifest references and no live upload owns.
+def _sweep(client: Any, keys: Keys, chunks: list[tuple[str, tuple[str, str, str, int]]]) -> int:
+    """Unlink the chunks among ``chunks`` (names, parsed) that no manifest references and no live
+    upload owns.
 
     Registrations and manifests are read after the chunks were seen: an upload registers before
     it writes its first chunk, and commits only while registered, so a chunk that is neither
     registered nor referenced now can never become referenced later.
     """
-    if not names:
+    if not chunks:
         return 0
-    parsed = [keys.parse_chunk(n) for n in names]
-    jids = sorted({p[0] for p in parsed})
+    jids = sorted({p[0] for _, p in chunks})
     pipe = client.pipeline(transaction=False)
     pipe.zrange(keys.uploads, 0, -1)
     for jid in jids:
@@ -593,7 +597,7 @@ def _sweep(client: Any, keys: Keys, names: list[str]) -> int:
             m = orjson.loads(raw)
             referenced.update((jid, comp.decode(), m["v"], i) for i in range(int(m["chunks"])))
     doomed: dict[str, list[str]] = {}
-    for name, p in zip(names, parsed, strict=True):
+    for name, p in chunks:
         if p not in referenced and p[:3] not in live:
             doomed.setdefault(p[0], []).append(name)
     if not doomed:

@@ -15,7 +15,8 @@ import orjson
 from ._errors import InvalidComponent, InvalidJobId, InvalidMeta, InvalidStatus
 from ._lifecycle import STATUSES
 
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+#: A job id (no "/": key parsing relies on it, see Keys.parse_chunk).
+JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _STATUS_SET = frozenset(STATUSES)
 #: Component prefixes NVFlare allows besides data, meta and workspace (``<PREFIX>_<rest>``).
 COMPONENT_PREFIXES = ("ERRORLOG", "LOG")
@@ -32,13 +33,13 @@ def check_job_id(jid: object) -> str:
     """Return ``jid`` if it is a valid job id, else raise ``InvalidJobId`` (before any Redis call)."""
     if not isinstance(jid, str) or not jid:
         raise InvalidJobId(jid, "a job id must be a non-empty str")
-    if not _ID.fullmatch(jid):
+    if not JOB_ID.fullmatch(jid):
         raise InvalidJobId(jid)
     return jid
 
 
 def check_app_name(jid: str, app_name: object) -> str:
-    if not isinstance(app_name, str) or not app_name or not _ID.fullmatch(app_name):
+    if not isinstance(app_name, str) or not app_name or not JOB_ID.fullmatch(app_name):
         raise InvalidComponent(jid, app_name, "an app name must match ^[A-Za-z0-9][A-Za-z0-9._-]*$")
     return app_name
 

@@ -27,7 +27,16 @@ key                                    type        holds
 
 from __future__ import annotations
 
+from ._codec import JOB_ID
 from ._lifecycle import SOURCES, STATUSES
+
+#: What a SCAN or ACL glob pattern treats as special (a backslash escapes any character).
+_GLOB = frozenset("*?[]\\^")
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a glob pattern that matches only itself."""
+    return "".join("\\" + c if c in _GLOB else c for c in text)
 
 
 class Keys:
@@ -78,16 +87,26 @@ class Keys:
     def status(self, status: str) -> str:
         return self._status_set[status]
 
-    def chunk_pattern(self) -> str:
-        """SCAN pattern matching every chunk key of the namespace."""
-        return f"rj:{{{self.namespace}/*}}:chunk:*"
+    def job_pattern(self) -> str:
+        """SCAN pattern matching every job hash of the namespace (and no other namespace's)."""
+        return f"rj:{{{glob_escape(self.namespace)}}}:job:*"
 
-    def parse_chunk(self, key: str) -> tuple[str, str, str, int]:
-        """``(jid, component, version, index)`` of a chunk key built by ``chunk``."""
+    def chunk_pattern(self) -> str:
+        """SCAN pattern matching every chunk key of the namespace, and also those of namespaces
+        named after it and a "/" (``team/prod`` for ``team``): ``parse_chunk`` tells them apart."""
+        return f"rj:{{{glob_escape(self.namespace)}/*}}:chunk:*"
+
+    def parse_chunk(self, key: str) -> tuple[str, str, str, int] | None:
+        """``(jid, component, version, index)`` of a chunk key built by ``chunk``; None for any
+        other key ``chunk_pattern`` matches. A chunk of namespace ``team/prod`` reads, to namespace
+        ``team``, as a chunk of a job ``prod/<jid>``, and no job id holds a "/"."""
         head = f"rj:{{{self.namespace}/"
-        jid, _, rest = key[len(head) :].partition("}:chunk:")
-        component, version, index = rest.rsplit(":", 2)
-        return jid, component, version, int(index)
+        jid, sep, rest = key[len(head) :].partition("}:chunk:")
+        parts = rest.rsplit(":", 2)
+        if not key.startswith(head) or not sep or len(parts) != 3 or not JOB_ID.fullmatch(jid):
+            return None
+        component, version, index = parts
+        return (jid, component, version, int(index)) if index.isdigit() else None
 
     def chunk(self, jid: str, component: str, version: str, index: int) -> str:
         return f"rj:{{{self.namespace}/{jid}}}:chunk:{component}:{version}:{index}"

@@ -54,7 +54,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ._keys import Keys
+from ._keys import Keys, glob_escape
 
 #: Every command redisjobs sends, as ACL rule names, with where it is sent. Nothing else is allowed.
 COMMANDS: dict[str, str] = {
@@ -113,16 +113,11 @@ COMMANDS: dict[str, str] = {
 }
 
 _HEAD = ("reset", "on")
-_GLOB = frozenset("*?[]\\^")
 #: Redis refuses these in an ACL key pattern (C's isspace, and NUL).
 _NOT_IN_PATTERNS = frozenset(" \t\n\v\f\r\0")
 #: Shown instead of a password when none is given (``python -m redisjobs.acl``).
 PLACEHOLDER_PASSWORD = "CHANGE-ME"
 PASSWORD_ENV = "REDISJOBS_ACL_PASSWORD"
-
-
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in _GLOB else c for c in text)
 
 
 def key_patterns(namespace: str) -> list[str]:
@@ -135,7 +130,7 @@ def key_patterns(namespace: str) -> list[str]:
             f"namespace {namespace!r} holds whitespace or NUL, which ACL key patterns cannot: "
             "use another namespace for a user of its own"
         )
-    ns = _glob_escape(keys.namespace)
+    ns = glob_escape(keys.namespace)
     return [f"rj:{{{ns}}}:*", f"rj:{{{ns}/*}}:chunk:*"]
 
 

@@ -1581,7 +1581,7 @@ class RedisJobDefManager:
                 problems.append(f"job {jid!r} has status {status} but is in status sets {sets}")
             if (jid in queue) != (status == RunStatus.SUBMITTED.value):
                 problems.append(f"job {jid!r} with status {status} is {'' if jid in queue else 'not '}queued")
-        for key in self.client.scan_iter(match=k.prefix + "job:*", count=1000):
+        for key in self.client.scan_iter(match=k.job_pattern(), count=1000):
             jid = key.decode()[len(k.prefix) + 4 :]
             if jid not in all_ids:
                 problems.append(f"job {jid!r} exists but is in no index")
@@ -1606,9 +1606,12 @@ class RedisJobDefManager:
         has chunks without a manifest until it commits)."""
         referenced: dict[str, set[str]] = {}
         found = []
-        for key in self.client.scan_iter(match=f"rj:{{{self.namespace}/*}}:chunk:*", count=1000):
+        for key in self.client.scan_iter(match=self.keys.chunk_pattern(), count=1000):
             name = key.decode()
-            jid = name[len(f"rj:{{{self.namespace}/") : name.index("}:chunk:")]
+            parsed = self.keys.parse_chunk(name)
+            if parsed is None:  # another namespace's ("team/prod" for "team")
+                continue
+            jid = parsed[0]
             if jid not in referenced:
                 manifests = self.client.hgetall(self.keys.blobs(jid))
                 referenced[jid] = {

@@ -149,6 +149,25 @@ def test_gc_frees_abandoned_uploads_and_orphans_but_not_live_uploads(small: Redi
     assert small.get_content({"job_id": keep}) == payload(2 * CS)
 
 
+def test_gc_and_the_orphan_check_leave_other_namespaces_alone(small: RedisJobDefManager) -> None:
+    # A namespace is free text: "<ns>/prod" begins with "<ns>/", as every chunk key of <ns> does,
+    # and "<ns>*" is a glob pattern that matches <ns> itself. Neither may take the other's chunks.
+    ns = small.keys.namespace
+    others = [
+        RedisJobDefManager(client=small.client, namespace=ns + suffix, chunk_size=CS, inline_max=0)
+        for suffix in ("/prod", "*", "/a/b", "?")
+    ]
+    metas = [other.create({}, payload(3 * CS, seed=i)) for i, other in enumerate(others)]
+    mine = small.create({}, payload(2 * CS))
+    for m in [small, *others]:
+        assert m.check_invariants() == []
+        report = m.gc(grace=0)
+        assert (report.chunks_freed, report.chunks_scanned) == (0, 2 if m is small else 3)
+    for i, (other, meta) in enumerate(zip(others, metas, strict=True)):
+        assert other.get_content(meta) == payload(3 * CS, seed=i)
+    assert small.get_content(mine) == payload(2 * CS)
+
+
 def test_commit_after_gc_collected_the_upload_fails_cleanly(small: RedisJobDefManager) -> None:
     jid = small.create({}, b"old")["job_id"]
     manifest, writer = small.blobs.stage(jid, "workspace", payload(2 * CS))
