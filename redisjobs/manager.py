@@ -272,6 +272,12 @@ def _is_out_of_memory(error: Exception) -> bool:
     return isinstance(error, redis.exceptions.OutOfMemoryError)
 
 
+def _check_lease(lease: object) -> None:
+    """A lease is a number of seconds above 0, up to 30 days (NaN and infinity are not)."""
+    if isinstance(lease, bool) or not isinstance(lease, int | float) or not 0 < lease <= 86_400 * 30:
+        raise ValueError(f"lease must be a number of seconds above 0, up to 30 days, got {lease!r}")
+
+
 def _seen(candidates: list[bytes], got: list[Any], stale: int) -> int:
     """How many candidates other processes had taken before a claim: all of them when the queue's
     head held none (``stale``), else the position of the first claimed job. (The claim's estimate
@@ -1041,8 +1047,7 @@ class RedisJobDefManager:
         with ``renew``, or gives it back with ``release``; ``reap`` settles jobs whose lease ran out.
         """
         _check_owner(owner)
-        if not 0 < lease <= 86_400 * 30:
-            raise ValueError(f"lease must be between 0 and 30 days in seconds, got {lease!r}")
+        _check_lease(lease)
         if not 1 <= limit <= 1000:
             raise ValueError(f"limit must be between 1 and 1000, got {limit!r}")
         candidates = self._queue_head
@@ -1123,6 +1128,7 @@ class RedisJobDefManager:
         expiry (epoch seconds, the server's clock). Raises ``NotOwner`` if ``owner`` does not hold it."""
         check_job_id(jid)
         _check_owner(owner)
+        _check_lease(lease)
         k = self.keys
         code, *rest = self._s.renew(
             keys=[k.job(jid), k.leases, k.owners], args=[jid, owner, int(lease * 1000)]

@@ -136,11 +136,15 @@ def test_claim_of_an_empty_queue_returns_nothing(store: RedisJobDefManager) -> N
         {"owner": "srv-1", "limit": 1001},
         {"owner": "srv-1", "lease": 0},
         {"owner": "srv-1", "lease": -1.0},
+        {"owner": "srv-1", "lease": float("nan")},
+        {"owner": "srv-1", "lease": float("inf")},
+        {"owner": "srv-1", "lease": "30"},
         {"owner": ""},
         {"owner": None},
     ],
-    ids=["limit0", "limit-1", "limit1001", "lease0", "lease-1", "owner-empty", "owner-none"],
-)
+    ids=["limit0", "limit-1", "limit1001", "lease0", "lease-1", "lease-nan", "lease-inf", "lease-str",
+         "owner-empty", "owner-none"],
+)  # fmt: skip
 def test_claim_validates_its_arguments(store: RedisJobDefManager, kwargs: dict[str, Any]) -> None:
     jid = submit(store)
     args = dict(kwargs)  # the parametrized dict is shared by both backends' runs
@@ -331,6 +335,18 @@ def test_renew_and_release_by_another_owner_are_refused(store: RedisJobDefManage
         store.release(jid, "other")
     assert store.lease_of(jid) == lease
     assert status(store, jid) == DISPATCHED
+
+
+@pytest.mark.parametrize("lease", [0, -60, float("nan"), float("inf"), 86_400 * 31])
+def test_renew_validates_the_lease_and_leaves_it_as_it_was(store: RedisJobDefManager, lease: float) -> None:
+    # (A lease in the past would hand the job to the next reap while its owner still runs it.)
+    jid = submit(store)
+    store.claim("srv-1", lease=30)
+    before = store.lease_of(jid)
+    with pytest.raises(ValueError, match="lease must be"):
+        store.renew(jid, "srv-1", lease=lease)
+    assert store.lease_of(jid) == before
+    assert store.reap() == []
 
 
 def test_release_of_a_running_job_is_a_conflict(store: RedisJobDefManager) -> None:
