@@ -651,7 +651,12 @@ class RedisJobDefManager:
     def _store_new(self, jid: str, meta: dict[str, Any], content: BlobSource, op: str = "create") -> None:
         """Stage the content, then create the job whole in one script (``op="import"`` keeps the
         meta's own status, for migrations)."""
-        priority = check_priority(jid, meta.get("priority", 0))
+        try:
+            priority = self._queue_priority(jid, meta.get("priority", 0))
+        except InvalidMeta:
+            if op != "import":
+                raise
+            priority = 0  # (NVFlare's store keeps any value there: imported as is, queued at 0)
         status = _SUBMITTED if op == "create" else check_status(jid, meta.get("status"))
         fields = dict(meta)
         # The script writes the status (from its ARGV), and a create's start_time and duration
@@ -754,6 +759,11 @@ class RedisJobDefManager:
         if job is None:
             raise JobNotFound(jid)
         return job.meta
+
+    def _queue_priority(self, jid: str, value: object) -> int:
+        """The priority a job is queued at, from its meta's ``priority``: an int within
+        ``MAX_PRIORITY`` either way, else ``InvalidMeta`` (the NVFlare adapter queues it at 0)."""
+        return check_priority(jid, value)
 
     def _job_from_meta(self, meta: dict[str, Any]) -> Job:
         """The job object callers get (the NVFlare adapter returns NVFlare's ``Job`` instead)."""
@@ -957,7 +967,7 @@ class RedisJobDefManager:
         self, jid: str, fields: dict[str, Any], status: str, expected: Any, owner: str | None = None
     ) -> bool:
         expected_value = check_status(jid, expected) if expected is not None else ""
-        priority = str(check_priority(jid, fields["priority"])) if "priority" in fields else ""
+        priority = str(self._queue_priority(jid, fields["priority"])) if "priority" in fields else ""
         approvals = _split_approvals(jid, fields, self.max_meta_bytes)
         encoded = encode_fields(jid, fields, max_bytes=self.max_meta_bytes)
         if not (status or expected_value or owner or priority):  # fields only: a lighter script

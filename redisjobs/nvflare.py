@@ -22,7 +22,9 @@ What it adds to the core manager, for NVFlare's sake:
   ``get_job`` keeps retrying, with backoff, for up to ``scheduling_patience`` seconds (30 by
   default: a restart or a Sentinel failover) before it gives up and returns None;
 - a status change the store refuses (a DISPATCHED after an abort) is logged, not raised, so that the
-  server's own follow-up status check sees the truth.
+  server's own follow-up status check sees the truth;
+- a ``priority`` in a job's meta that is not an int within ``MAX_PRIORITY`` (NVFlare stores any
+  value there) is kept as given, and the job queued at priority 0, with a warning.
 """
 
 from __future__ import annotations
@@ -40,7 +42,15 @@ from nvflare.apis.job_def_manager_spec import JobDefManagerSpec
 from nvflare.apis.storage import StorageException
 
 from . import manager as core
-from ._errors import InvalidJobId, InvalidStatus, InvalidTransition, NotOwner, RedisJobsError, StatusConflict
+from ._errors import (
+    InvalidJobId,
+    InvalidMeta,
+    InvalidStatus,
+    InvalidTransition,
+    NotOwner,
+    RedisJobsError,
+    StatusConflict,
+)
 
 log = logging.getLogger("redisjobs.nvflare")
 
@@ -98,6 +108,15 @@ class RedisJobDefManager(core.RedisJobDefManager, JobDefManagerSpec):  # type: i
 
     def _job_from_meta(self, meta: dict[str, Any]) -> Any:
         return job_from_meta(meta)
+
+    def _queue_priority(self, jid: str, value: object) -> int:
+        # NVFlare stores whatever a job's meta.json says, and has no priority of its own: a
+        # "priority" that is no int (or out of range) is kept as given, and the job queued at 0.
+        try:
+            return super()._queue_priority(jid, value)
+        except InvalidMeta as e:
+            log.warning("%s; job %s is queued at priority 0", e, jid)
+            return 0
 
     # -- the scheduling path: never raise ----------------------------------------------------------
 

@@ -78,6 +78,25 @@ def test_migrate_imports_verifies_and_is_idempotent(redis_url: str, ns: str, tmp
     m.close()
 
 
+def test_migrate_keeps_a_priority_nvflare_kept_and_queues_the_job_at_zero(
+    redis_url: str, ns: str, tmp_path: Path
+) -> None:
+    # NVFlare has no priority of its own, and its store keeps whatever a job's meta.json said.
+    jobs, metas = nvflare_store(tmp_path)
+    queued = next(j for j, mt in metas.items() if mt["status"] == "SUBMITTED")
+    metas[queued]["priority"] = "high"
+    (jobs / queued / "meta").write_text(json.dumps(metas[queued]))
+    m = RedisJobDefManager(redis_url, namespace=ns)
+    urgent = m.create({"name": "urgent", "priority": 1}, b"x")["job_id"]
+    result = invoke(redis_url, ns, "migrate", str(jobs), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["jobs_imported"] == 3
+    assert m.get_job(queued).meta == metas[queued]  # type: ignore[union-attr]
+    assert [j.job_id for j in m.get_jobs_to_schedule()] == [urgent, queued]
+    assert m.check_invariants() == []
+    m.close()
+
+
 def test_migrate_reports_a_conflict_and_exits_1(redis_url: str, ns: str, tmp_path: Path) -> None:
     jobs, metas = nvflare_store(tmp_path)
     jid = next(iter(metas))

@@ -60,7 +60,8 @@ try:
     from nvflare.private.fed.server.job_runner import JobRunner
     from nvflare.private.fed.server.server_engine import ServerEngine
 
-    from redisjobs import kit
+    from redisjobs import InvalidMeta, kit
+    from redisjobs import RedisJobDefManager as RedisJobDefManagerCore
     from redisjobs.migrate import migrate
     from redisjobs.nvflare import RedisJobDefManager
     from redisjobs.server import RedisServer, find_redis_server, free_port
@@ -642,6 +643,45 @@ def test_submit_command_stores_the_uploaded_job(
     cmd.submit_job(conn, ["submit_job", "bad-job"])
     assert conn.buffer.output["meta"]["status"] == MetaStatusValue.INVALID_JOB_DEFINITION
     assert [j.job_id for j in adapter.get_all_jobs(fl_ctx)] == [jid]
+
+
+@pytest.mark.parametrize("priority", ["high", 2.5, True, 10**12])
+def test_a_priority_nvflare_would_store_as_is_is_kept_and_queued_at_zero(
+    adapter: RedisJobDefManager,
+    engine: MagicMock,
+    fl_ctx: FLContext,
+    tmp_path: Path,
+    priority: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # NVFlare has no priority: a job's meta.json may hold any value under that name, and its store
+    # keeps it. The core manager refuses such a priority (InvalidMeta); the adapter queues the job
+    # at 0 and keeps the value.
+    first = adapter.create({"name": "first", "job_folder_name": "j"}, _app_zip("f"), fl_ctx)["job_id"]
+    urgent = adapter.create({"name": "urgent", "priority": 1, "job_folder_name": "j"}, _app_zip("u"), fl_ctx)
+    upload = tmp_path / "upload"
+    meta_path = _job_folder(upload, "hello-job") / "meta.json"
+    _write_json(meta_path, {**json.loads(meta_path.read_text()), "priority": priority})
+    zip_path = tmp_path / "hello-job.zip"
+    zip_directory_to_file(str(upload), "hello-job", str(zip_path))
+    conn = _conn(engine, **{ConnProps.FILE_LOCATION: str(zip_path)})
+    with caplog.at_level(logging.WARNING, logger="redisjobs.nvflare"):
+        JobCommandModule().submit_job(conn, ["submit_job", "hello-job"])
+    assert _errors(conn) == []
+    jid = conn.buffer.output["meta"]["job_id"]
+    assert adapter.get_job(jid, fl_ctx).meta["priority"] == priority
+    assert any("queued at priority 0" in r.getMessage() and jid in r.getMessage() for r in caplog.records)
+    assert [j.job_id for j in adapter.get_jobs_to_schedule(fl_ctx)] == [urgent["job_id"], first, jid]
+    # The same for a priority written later (the queue takes the job at 0 again).
+    adapter.update_meta(first, {"priority": "low"}, fl_ctx)
+    assert [j.job_id for j in adapter.get_jobs_to_schedule(fl_ctx)] == [urgent["job_id"], first, jid]
+    adapter.update_meta(jid, {"priority": 2}, fl_ctx)
+    assert [j.job_id for j in adapter.get_jobs_to_schedule(fl_ctx)] == [jid, urgent["job_id"], first]
+    # The core manager keeps refusing it, before anything is written.
+    core = RedisJobDefManagerCore(client=adapter.client, namespace=adapter.keys.namespace)
+    with pytest.raises(InvalidMeta, match="priority"):
+        core.create({"name": "x", "priority": priority}, b"x")
+    assert len(adapter.get_all_jobs(fl_ctx)) == 3
 
 
 def test_clone_command_copies_the_data_only(
