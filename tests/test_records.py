@@ -214,6 +214,31 @@ def test_mark_submit_records_job_deleted(store: RedisJobDefManager) -> None:
     assert store.mark_submit_records_job_deleted(jid, {"name": "admin"}) == []
 
 
+def test_a_repeated_mark_deleted_answers_as_its_first_run(
+    store: RedisJobDefManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # redis-py sends a call again when its reply was lost: the repeat finds the records marked by
+    # its own first run (the same deleted_time and deleted_by), and returns them as marked.
+    for token in ("tok-1", "tok-2"):
+        assert store.create_submit_record(record(job_id="j1", token=token))
+    real = store._s.mark_record_deleted
+    sent: list[Any] = []
+
+    def twice(keys: list[Any], args: list[Any]) -> Any:
+        real(keys=keys, args=args)  # the first run, whose reply is lost
+        sent.append(args)
+        return real(keys=keys, args=args)
+
+    monkeypatch.setattr(store._s, "mark_record_deleted", twice)
+    marked = store.mark_submit_records_job_deleted("j1", {"name": "admin"})
+    assert sorted(r["submit_token"] for r in marked) == ["tok-1", "tok-2"]
+    assert all(r["state"] == "job_deleted" and r["deleted_by"]["name"] == "admin" for r in marked)
+    # Another call (another time) finds them marked already.
+    monkeypatch.undo()
+    assert store.mark_submit_records_job_deleted("j1", {"name": "admin"}) == []
+    assert len(sent) == 2
+
+
 def test_mark_deleted_with_an_object_and_no_records(store: RedisJobDefManager) -> None:
     assert store.mark_submit_records_job_deleted("no-records", {"name": "x"}) == []
     rec = record(job_id="j1")

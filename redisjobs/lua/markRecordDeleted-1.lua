@@ -11,12 +11,17 @@
     ARGV[4] deleted_by (orjson)
 
   Output:
-    {1, record field/value array}  marked now
+    {1, record field/value array}  marked now, or by this very call before (a repeat: the same
+                                   deleted_time, to the microsecond, and deleted_by)
     {0}                            not this job's, already marked, or gone
 ]]
 -- @include "common"
 
-if redis.call("HGET", KEYS[1], "job_id") ~= ARGV[1] then return {NOOP} end
-if redis.call("HGET", KEYS[1], "state") == ARGV[2] then return {NOOP} end
+local held = redis.call("HMGET", KEYS[1], "job_id", "state", "deleted_time", "deleted_by")
+if held[1] ~= ARGV[1] then return {NOOP} end
+if held[2] == ARGV[2] then
+  if held[3] == ARGV[3] and held[4] == ARGV[4] then return {OK, redis.call("HGETALL", KEYS[1])} end
+  return {NOOP}
+end
 redis.call("HSET", KEYS[1], "state", ARGV[2], "deleted_time", ARGV[3], "deleted_by", ARGV[4])
 return {OK, redis.call("HGETALL", KEYS[1])}
