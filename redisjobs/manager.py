@@ -30,7 +30,7 @@ import orjson
 import redis
 from redis.retry import Retry
 
-from . import _records
+from . import _connection, _records
 from ._archive import (
     DEFAULT_MAX_RATIO,
     DEFAULT_MAX_UNZIPPED,
@@ -341,6 +341,9 @@ class _ClaimBulks:
         return tail[2]
 
 
+#: Locks that claims take by their owner's hash (see _owner_lock).
+_OWNER_LOCKS = 16
+
 #: The claim script's ARGV[10]: whether this send may repeat one that ran (see its header).
 _FIRST, _REPEAT = bulks([b"0"]), bulks([b"1"])
 #: Its ARGV[11] when the caller reads no job's hash itself.
@@ -473,6 +476,8 @@ class RedisJobDefManager:
         #: there reads the job's hash itself (see _claim_once).
         self._claim_seen = 0
         self._claim_hits = 1.0
+        #: The owners' claim locks of this process, by how many forks made it (see _owner_lock).
+        self._owner_locks: dict[int, list[threading.Lock]] = {}
         self._claim_keys_packed = bulks([key.encode() for key in self.keys.claim_keys])
         self._claim_bulks = _ClaimBulks(self.keys.job_prefix, self.keys.queue.encode())
         self._lock = threading.Lock()
@@ -1055,11 +1060,30 @@ class RedisJobDefManager:
 
         The owner then starts it (``set_status(jid, RUNNING, owner=owner)``), keeps the lease alive
         with ``renew``, or gives it back with ``release``; ``reap`` settles jobs whose lease ran out.
+
+        An owner names one server process at a time (``recover(owner)`` settles all it holds);
+        threads sharing the manager may claim for it, one claim at a time.
         """
         _check_owner(owner)
         _check_lease(lease)
         if not 1 <= limit <= 1000:
             raise ValueError(f"limit must be between 1 and 1000, got {limit!r}")
+        with self._owner_lock(owner):
+            return self._claim(owner, lease, limit)
+
+    def _owner_lock(self, owner: str) -> threading.Lock:
+        """The lock that one owner's claims from this manager take, one at a time. The claim script
+        keeps one record per owner, of its last claim; a claim sent again by redis-py's retry (its
+        reply was lost) finds its own run there, and returns that run's jobs, only if no other
+        claim of the same owner ran in between. Owners share ``_OWNER_LOCKS`` locks by hash; a
+        forked child makes its own (a parent's thread may have held one at the fork)."""
+        locks = self._owner_locks.get(_connection._forks)
+        if locks is None:  # (setdefault: threads that get here at once all take the same list)
+            fresh = [threading.Lock() for _ in range(_OWNER_LOCKS)]
+            locks = self._owner_locks.setdefault(_connection._forks, fresh)
+        return locks[hash(owner) % _OWNER_LOCKS]
+
+    def _claim(self, owner: str, lease: float, limit: int) -> list[Job]:
         candidates = self._queue_head
         claimed: list[Job] = []
         for _attempt in range(4):

@@ -273,6 +273,50 @@ def test_a_claimed_job_deleted_before_its_hash_is_read_is_not_returned(
     assert ids(store.claim("one")) == jids[2:]
 
 
+@pytest.mark.lane
+def test_a_claim_sent_again_after_a_lost_reply_gets_its_first_runs_job_while_threads_share_the_owner(
+    store: RedisJobDefManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The claim script keeps one record per owner, of its last claim. Thread 1's claim runs, its
+    # reply is lost, and redis-py sends it again as a repeat; thread 2 claims for the same owner
+    # in between. Were thread 2's claim to run first, it would overwrite the record, and thread 1's
+    # repeat would claim another job, leaving its first one held by the owner with nobody to run it.
+    from redisjobs._scripts import LaneScript
+
+    jids = [submit(store) for _ in range(4)]
+    script = store._s.claim
+    assert isinstance(script, LaneScript)
+    real = script.run_packed
+    lost = threading.Event()
+    one: list[Any] = []
+
+    def first_reply_lost(
+        numkeys: int, count: int, body: bytes, first: bytes, repeat: bytes, *then: Any
+    ) -> Any:
+        if threading.current_thread().name != "one" or lost.is_set():
+            return real(numkeys, count, body, first, repeat, *then)
+        real(numkeys, count, body, first, repeat, *then)  # it ran; its reply never arrives
+        lost.set()
+        time.sleep(0.3)  # (thread 2 would claim now)
+        return real(numkeys, count, body, repeat, repeat, *then)  # redis-py's resend
+
+    monkeypatch.setattr(script, "run_packed", first_reply_lost)
+
+    def claim_one() -> None:
+        one.extend(store.claim("srv"))
+
+    t1 = threading.Thread(target=claim_one, name="one")
+    t1.start()
+    assert lost.wait(5)
+    two = store.claim("srv")
+    t1.join(5)
+    assert not t1.is_alive()
+    assert ids(one) == jids[:1] and ids(two) == jids[1:2]
+    held = sorted(j.decode() for j, o in store.client.hgetall(store.keys.owners).items() if o == b"srv")
+    assert held == sorted(jids[:2])  # none held without a caller knowing
+    assert queued(store) == jids[2:]
+
+
 def test_stale_head_with_limit_claims_in_queue_order(make_store: Any) -> None:
     m1, m2 = make_store(), make_store()
     low = [submit(m1) for _ in range(3)]
