@@ -1346,7 +1346,13 @@ class RedisJobDefManager:
     def _put_commit(self, jid: str, component: str, manifest: dict[str, Any], writer: Upload) -> None:
         try:
             code, *rest = self._s.commit_blob(
-                keys=[self.keys.job(jid), self.keys.blobs(jid), self.keys.uploads, self.keys.inline(jid)],
+                keys=[
+                    self.keys.job(jid),
+                    self.keys.blobs(jid),
+                    self.keys.uploads,
+                    self.keys.inline(jid),
+                    self.keys.request(_request_id()),
+                ],
                 args=[component, dumps(manifest), *writer.commit_args()],
             )
         except redis.exceptions.ResponseError:

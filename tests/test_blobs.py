@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import zipfile
+from typing import Any
 
 import pytest
 import redis
@@ -114,6 +115,27 @@ def test_replacing_a_blob_frees_the_old_version(small: RedisJobDefManager) -> No
     assert first is not None
     assert small.client.exists(small.keys.chunk(jid, "workspace", first["v"], 0)) == 0
     assert small.get_storage_component(jid, "workspace") == payload(2 * CS, seed=2)
+
+
+def test_a_commit_sent_again_after_a_lost_reply_frees_the_replaced_version_too(
+    small: RedisJobDefManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jid = small.create({}, b"a")["job_id"]
+    small.save_workspace(jid, payload(3 * CS))
+    real = small._s.commit_blob
+    replies = []
+
+    def twice(keys: list[Any], args: list[Any]) -> Any:
+        real(keys=keys, args=args)  # it ran; its reply never arrives, and redis-py sends it again
+        replies.append(real(keys=keys, args=args))
+        return replies[-1]
+
+    monkeypatch.setattr(small._s, "commit_blob", twice)
+    small.save_workspace(jid, payload(3 * CS, seed=1))
+    monkeypatch.undo()
+    assert replies[0][1]  # the repeat names the version it replaced
+    assert small.get_storage_component(jid, "workspace") == payload(3 * CS, seed=1)
+    assert small.check_invariants() == []  # (it reports chunks no manifest references)
 
 
 def test_delete_frees_every_chunk(small: RedisJobDefManager) -> None:

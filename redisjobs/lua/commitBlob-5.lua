@@ -2,13 +2,15 @@
   Commit an uploaded blob: swap a component's manifest in one step, so readers see the old value
   or the new one, whole, and drop the upload's registration. The chunks of the new version are
   already written; the caller deletes the old version's chunks (named by the manifest returned).
-  Safe to run twice: a manifest already in place is reported as committed.
+  Safe to run twice: a manifest already in place is reported as committed, with the manifest it
+  replaced, kept for that in a request record (so a repeat's caller frees the old chunks too).
 
   Input:
     KEYS[1] job hash             job:<jid>
     KEYS[2] blob manifests hash  blobs:<jid>
     KEYS[3] uploads zset         uploads
     KEYS[4] inline blobs hash    inline:<jid>
+    KEYS[5] request record       req:<request id>: the manifest replaced ("" for none)
 
     ARGV[1] component
     ARGV[2] manifest (orjson)
@@ -23,12 +25,16 @@
 ]]
 -- @include "common"
 
-if redis.call("HGET", KEYS[2], ARGV[1]) == ARGV[2] then return {OK, false} end
+if redis.call("HGET", KEYS[2], ARGV[1]) == ARGV[2] then  -- (a repeat: manifests carry random versions)
+  local old = replayed(KEYS[5])
+  return {OK, old ~= "" and old}
+end
 local registered = ARGV[3] == "" or redis.call("ZREM", KEYS[3], ARGV[3]) == 1
 if redis.call("EXISTS", KEYS[1]) == 0 then return {E_NOT_FOUND} end
 if not registered then return {E_UPLOAD_EXPIRED} end
 local old = redis.call("HGET", KEYS[2], ARGV[1])
 redis.call("HSET", KEYS[2], ARGV[1], ARGV[2])
+remember(KEYS[5], old or "")
 if ARGV[4] == "1" then
   redis.call("HSET", KEYS[4], ARGV[1], ARGV[5])
 else
