@@ -539,8 +539,11 @@ def collect_garbage(client: Any, keys: Keys, grace: float, batch: int = 500) -> 
             break
         for member in stale:
             # Drop the registration first: a late commit then fails instead of using freed chunks.
-            if client.zrem(keys.uploads, member):
-                report.abandoned_uploads += 1
+            # If it is gone already, a commit (or another gc) took it since it was listed: those
+            # chunks may be a manifest's now.
+            if not client.zrem(keys.uploads, member):
+                continue
+            report.abandoned_uploads += 1
             jid, component, version = orjson.loads(member)
             report.chunks_freed += _unlink_version(client, keys, jid, component, version, batch)
         if len(stale) < batch:

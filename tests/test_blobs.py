@@ -138,6 +138,49 @@ def test_a_commit_sent_again_after_a_lost_reply_frees_the_replaced_version_too(
     assert small.check_invariants() == []  # (it reports chunks no manifest references)
 
 
+def test_a_commit_resent_after_another_commit_replaced_it_answers_as_its_first_run(
+    small: RedisJobDefManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jid = small.create({}, b"a")["job_id"]
+    small.save_workspace(jid, payload(3 * CS))
+    real = small._s.commit_blob
+
+    def lost_then_replaced(keys: list[Any], args: list[Any]) -> Any:
+        real(keys=keys, args=args)  # it ran; its reply never arrives
+        monkeypatch.setattr(small._s, "commit_blob", real)
+        small.save_workspace(jid, payload(3 * CS, seed=2))  # another writer's, before the resend
+        return real(keys=keys, args=args)  # redis-py's resend
+
+    monkeypatch.setattr(small._s, "commit_blob", lost_then_replaced)
+    small.save_workspace(jid, payload(3 * CS, seed=1))  # committed: no UploadExpired
+    assert small.get_storage_component(jid, "workspace") == payload(3 * CS, seed=2)
+    assert small.check_invariants() == []  # each replaced version freed by its replacer
+
+
+def test_gc_leaves_an_upload_that_commits_while_gc_runs(small: RedisJobDefManager) -> None:
+    # gc lists a registration older than the grace period (a slow upload); the upload commits
+    # before gc takes the registration: its chunks are the manifest's now, and stay.
+    from redisjobs._blobs import collect_garbage
+
+    jid = small.create({}, b"a")["job_id"]
+    manifest, writer = small.blobs.stage(jid, "workspace", payload(5 * CS))
+    small.client.zadd(small.keys.uploads, {writer.registration: 1.0})  # registered long ago
+    client = small.client
+
+    class CommitsRightAfterTheListing:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(client, name)
+
+        def zrangebyscore(self, *args: Any, **kwargs: Any) -> Any:
+            listed = client.zrangebyscore(*args, **kwargs)
+            small._put_commit(jid, "workspace", manifest, writer)
+            return listed
+
+    report = collect_garbage(CommitsRightAfterTheListing(), small.keys, grace=60)
+    assert (report.abandoned_uploads, report.chunks_freed) == (0, 0)
+    assert small.get_storage_component(jid, "workspace") == payload(5 * CS)
+
+
 def test_delete_frees_every_chunk(small: RedisJobDefManager) -> None:
     jid = small.create({}, payload(3 * CS))["job_id"]
     small.save_workspace(jid, payload(3 * CS, seed=3))

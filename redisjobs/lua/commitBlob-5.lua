@@ -2,8 +2,9 @@
   Commit an uploaded blob: swap a component's manifest in one step, so readers see the old value
   or the new one, whole, and drop the upload's registration. The chunks of the new version are
   already written; the caller deletes the old version's chunks (named by the manifest returned).
-  Safe to run twice: a manifest already in place is reported as committed, with the manifest it
-  replaced, kept for that in a request record (so a repeat's caller frees the old chunks too).
+  Safe to run twice: a repeat answers from the request record of the first run, with the manifest
+  it replaced (so a repeat's caller frees the old chunks too), even when another commit has
+  replaced this one since.
 
   Input:
     KEYS[1] job hash             job:<jid>
@@ -25,10 +26,9 @@
 ]]
 -- @include "common"
 
-if redis.call("HGET", KEYS[2], ARGV[1]) == ARGV[2] then  -- (a repeat: manifests carry random versions)
-  local old = replayed(KEYS[5])
-  return {OK, old ~= "" and old}
-end
+local done = replayed(KEYS[5])  -- a repeat, even of a commit another one has replaced since
+if done then return {OK, done ~= "" and done} end
+if redis.call("HGET", KEYS[2], ARGV[1]) == ARGV[2] then return {OK, false} end  -- (committed long ago)
 local registered = ARGV[3] == "" or redis.call("ZREM", KEYS[3], ARGV[3]) == 1
 if redis.call("EXISTS", KEYS[1]) == 0 then return {E_NOT_FOUND} end
 if not registered then return {E_UPLOAD_EXPIRED} end
