@@ -237,6 +237,10 @@ def _exchange(conn: Any, exchange: _Exchange, args: Any, each: _Each | None) -> 
     # for the master there (sending on an unconnected one would go to the default address).
     if getattr(conn, "_sock", None) is None:  # (connect() itself costs a retry wrapper per call)
         conn.connect()
+    elif conn.health_check_interval and time.monotonic() > conn.next_health_check:
+        # Before the exchange takes the connection's reader (see _fast_reader): a PING that fails
+        # reconnects, with a new parser and reader, and a reply read from the old one never came.
+        conn.check_health()
     try:
         return exchange(conn, args, each)
     except redis.exceptions.ResponseError:
@@ -246,14 +250,14 @@ def _exchange(conn: Any, exchange: _Exchange, args: Any, each: _Each | None) -> 
         raise
 
 
-def _send(conn: Any, packed: Sequence[bytes | memoryview], reader: Any, check_health: bool = True) -> None:
+def _send(conn: Any, packed: Sequence[bytes | memoryview], reader: Any) -> None:
     """``send_packed_command`` for a connected connection; straight to the socket when ``reader``
-    (see ``_fast_reader``) is given and no health check is due, with redis-py's errors. Never a
-    health check (a PING and its reply) while replies are owed: ``check_health=False``."""
+    (see ``_fast_reader``) is given, with redis-py's errors. Never a health check: ``_exchange``
+    runs the one due before the exchange begins (a PING in the middle would reconnect under the
+    reader the exchange holds, or while replies are owed)."""
     sock = conn._sock if reader is not None and type(conn).send_packed_command is _PLAIN_SEND else None
-    due = check_health and conn.health_check_interval and time.monotonic() > conn.next_health_check
-    if sock is None or due:  # (check_health by keyword, as redis-py's own send_command passes it)
-        conn.send_packed_command(packed, check_health=check_health)
+    if sock is None:  # (check_health by keyword, as redis-py's own send_command passes it)
+        conn.send_packed_command(packed, check_health=False)
         return
     try:
         for item in packed:
@@ -345,7 +349,7 @@ def _streamed(conn: Any, args: tuple[list[bytes], list[int]], each: _Each | None
         if k >= sent:
             break
         if error is None and sent < len(packed):
-            _send(conn, packed[sent : sent + 1], reader, check_health=False)  # replies are owed
+            _send(conn, packed[sent : sent + 1], reader)
             sent += 1
         replies = _read_many(conn, n, None, reader)
         if error is None:

@@ -540,3 +540,42 @@ def test_several_commands_pack_to_the_bytes_of_one_pack_each() -> None:
     assert packed[0] == b"".join(bytes(p) for c in commands for p in packer.pack(*c))
     assert packer.pack_many([("SET", "k", memoryview(b"v"))]) is None  # the general path
     assert packer.pack_many([("SET", "k", b"v" * LARGE_ARGUMENT)]) is None
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("how", ["execute", "execute_many", "stream_per_key"])
+def test_a_health_check_that_reconnects_does_not_leave_a_call_reading_the_old_connection(
+    redis_url: str, namespace: str, how: str
+) -> None:
+    # A connection idle past its health check interval is PINGed before its next call. When the
+    # server dropped it meanwhile, the PING reconnects, with a new parser: the call must read its
+    # reply there (it used to wait on the old one for the socket timeout, then send the call again).
+    import time
+
+    retry = make_retry(3, 0.05, 1)
+    client = redis.Redis.from_url(
+        redis_url, health_check_interval=1, socket_timeout=3, command_packer=Packer(), retry=retry
+    )
+    admin = redis.Redis.from_url(redis_url)
+    key = f"{namespace}:counter"
+    lane = Lane(client.connection_pool)
+    try:
+        assert lane.execute("INCR", key) == 1
+        admin.client_kill_filter(_id=lane.execute("CLIENT", "ID"))  # the lane's one connection
+        time.sleep(1.1)  # its health check is due
+        start = time.monotonic()
+        if how == "execute":
+            assert lane.execute("INCR", key) == 2
+        elif how == "execute_many":
+            assert lane.execute_many(("INCR", key), ("GET", key)) == [2, b"2"]
+        else:
+            got: list[Any] = []
+            lane.stream_per_key("INCR", [[key.encode()]], lambda _k, replies: got.extend(replies))
+            assert got == [2]
+        assert time.monotonic() - start < 1.5  # no socket timeout
+        assert admin.get(key) == b"2"  # sent once
+    finally:
+        lane.close()
+        admin.delete(key)
+        admin.close()
+        client.close()
