@@ -311,6 +311,26 @@ def test_a_corrupt_inline_blob_is_detected(make_store) -> None:  # type: ignore[
     m.client.hset(m.keys.inline(jid), "data", b"inline bytes")
 
 
+def test_an_inline_blob_replaced_between_its_two_reads_is_read_again(make_store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # The manifest and the inline bytes are two reads: a commit between them pairs the old
+    # manifest with the new bytes. That is no corruption: the read starts again.
+    m = make_store()
+    jid = m.create({}, b"first")["job_id"]
+    old_manifest = m.blobs.manifest(jid, "data")
+    m._put_component(jid, "data", b"second")  # (inline too)
+    real = m.blobs._lookup
+    lookups = []
+
+    def racing(jid_: str, component: str) -> Any:
+        manifest, inline = real(jid_, component)
+        lookups.append(inline)
+        return (old_manifest if len(lookups) == 1 else manifest), inline
+
+    monkeypatch.setattr(m.blobs, "_lookup", racing)
+    assert m.get_content({"job_id": jid}) == b"second"
+    assert lookups == [b"second", b"second"]
+
+
 def test_a_single_chunk_is_read_in_pieces_and_verified(make_store) -> None:  # type: ignore[no-untyped-def]
     """One chunk larger than SPLIT (the default chunk size holds 1 MB): read as ranges, hashed as
     they arrive, whole; a chunk altered in place is caught; a replacement mid-read is restarted."""
