@@ -121,6 +121,19 @@ class NotOwner(RedisJobsError, PermissionError):
         )
 
 
+class LeaseExpired(NotOwner):
+    """The owner's lease on a claimed job ran out before it started the job: ``reap`` takes such a
+    job back (to the queue), so it may not start. Renew the lease sooner, or claim again."""
+
+    def __init__(self, jid: str, owner: str, holder: str) -> None:
+        self.jid, self.owner, self.holder = jid, owner, holder
+        RedisJobsError.__init__(
+            self,
+            f"the lease of {holder!r} on job {jid!r} ran out before it started the job: reap() puts "
+            "the job back in the queue; renew a lease before it runs out, or claim again",
+        )
+
+
 class BlobTooLarge(RedisJobsError, ValueError):
     def __init__(self, jid: str, component: str, limit: int) -> None:
         self.jid, self.component, self.limit = jid, component, limit
@@ -198,6 +211,7 @@ E_TRANSITION = -3
 E_CONFLICT = -4
 E_UPLOAD_EXPIRED = -5
 E_NOT_OWNER = -6
+E_LEASE_EXPIRED = -7
 
 
 def raise_for_code(
@@ -223,4 +237,6 @@ def _raise(code: int, jid: str, current: str, new_status: str, expected: str, ow
         raise UploadExpired(jid)
     if code == E_NOT_OWNER:
         raise NotOwner(jid, owner, current)
+    if code == E_LEASE_EXPIRED:
+        raise LeaseExpired(jid, owner, current)
     raise RedisJobsError(f"job {jid!r}: unexpected script result code {code}")

@@ -27,6 +27,7 @@ from redisjobs import (
     Event,
     InvalidTransition,
     JobNotFound,
+    LeaseExpired,
     NotOwner,
     RedisJobDefManager,
     RunStatus,
@@ -391,6 +392,44 @@ def test_renew_validates_the_lease_and_leaves_it_as_it_was(store: RedisJobDefMan
         store.renew(jid, "srv-1", lease=lease)
     assert store.lease_of(jid) == before
     assert store.reap() == []
+
+
+def test_an_owner_may_not_start_a_job_after_its_lease_ran_out(store: RedisJobDefManager) -> None:
+    # Nobody has reaped it yet, but the next reap will: started, it would be abandoned while it ran.
+    jid = submit(store)
+    store.claim("srv-1", lease=0.05)
+    time.sleep(0.15)
+    with pytest.raises(LeaseExpired) as err:
+        store.set_status(jid, RUNNING, owner="srv-1")
+    assert isinstance(err.value, NotOwner) and err.value.holder == "srv-1"
+    assert "ran out" in str(err.value) and jid in str(err.value)
+    assert status(store, jid) == DISPATCHED
+    assert [s.jid for s in store.reap()] == [jid]
+    assert queued(store) == [jid]
+    # A lease renewed in time lets it start.
+    store.claim("srv-1", lease=0.05)
+    store.renew(jid, "srv-1", lease=30)
+    time.sleep(0.1)
+    assert store.set_status(jid, RUNNING, owner="srv-1") is True
+
+
+def test_an_owner_that_lost_a_job_is_told_so_even_when_its_status_is_the_one_asked_for(
+    make_store: Any,
+) -> None:
+    # srv-1's lease ran out; the job went back to the queue, and srv-2 claimed and started it.
+    # srv-1, late, asks to start it: "already RUNNING" must not read as its own to run.
+    m1, m2 = make_store(), make_store()
+    jid = submit(m1)
+    m1.claim("srv-1", lease=0.05)
+    time.sleep(0.15)
+    m1.reap()
+    assert ids(m2.claim("srv-2")) == [jid]
+    assert m2.set_status(jid, RUNNING, owner="srv-2") is True
+    with pytest.raises(NotOwner) as err:
+        m1.set_status(jid, RUNNING, owner="srv-1")
+    assert err.value.holder == "srv-2"
+    assert m2.set_status(jid, RUNNING, owner="srv-2") is False  # the holder's own repeat: no change
+    assert status(m1, jid) == RUNNING
 
 
 def test_release_of_a_running_job_is_a_conflict(store: RedisJobDefManager) -> None:

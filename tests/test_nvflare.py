@@ -672,6 +672,10 @@ def test_a_priority_nvflare_would_store_as_is_is_kept_and_queued_at_zero(
     assert adapter.get_job(jid, fl_ctx).meta["priority"] == priority
     assert any("queued at priority 0" in r.getMessage() and jid in r.getMessage() for r in caplog.records)
     assert [j.job_id for j in adapter.get_jobs_to_schedule(fl_ctx)] == [urgent["job_id"], first, jid]
+    # Back to the queue (dispatched, then put back): at 0 again, not at the value as written.
+    assert adapter.set_status(jid, RunStatus.DISPATCHED, fl_ctx)
+    assert adapter.set_status(jid, RunStatus.SUBMITTED, fl_ctx)
+    assert [j.job_id for j in adapter.get_jobs_to_schedule(fl_ctx)] == [urgent["job_id"], first, jid]
     # The same for a priority written later (the queue takes the job at 0 again).
     adapter.update_meta(first, {"priority": "low"}, fl_ctx)
     assert [j.job_id for j in adapter.get_jobs_to_schedule(fl_ctx)] == [urgent["job_id"], first, jid]

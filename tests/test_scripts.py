@@ -105,7 +105,7 @@ local UNUSED = "f g h"
     claim, update = _scripts.source("claim-7.lua"), _scripts.source("update-8.lua")
     assert "local function server_ms" in claim and "local function move" not in claim
     assert "local function json_str" not in claim  # used by move only
-    assert "local function move" in update and "local function server_ms" not in update
+    assert "local function move" in update and "local function job_status" not in update
     assert "local function json_str" in update  # through move
 
 

@@ -41,7 +41,11 @@
     {-1}             no such job
     {-3, current}    the status table forbids current -> new; nothing written
     {-4, current}    current status is not the expected one; nothing written
-    {-6, holder}     the job is claimed by another owner (holder, "" if unclaimed); nothing written
+    {-6, holder}     the job is claimed by another owner (holder, "" if unclaimed); nothing written.
+                     With an owner asserted, also when the status is the one asked for already
+                     but another owner holds the job (that owner's, not the caller's, to run)
+    {-7, holder}     the owner's lease ran out before it started the job (DISPATCHED -> RUNNING):
+                     reap() takes such a job back, so it may not start; nothing written
 ]]
 -- @include "common"
 -- @include "statuses"
@@ -71,14 +75,22 @@ local change = new ~= "" and new ~= cur
 local from_key = change and source_key(8, new, cur)
 if change and not from_key then return {E_TRANSITION, cur} end
 local holder = false
+-- Only a DISPATCHED or RUNNING job can have an owner (claim and move keep it so, and
+-- check_invariants checks it): any other needs no look.
+if (change or asserted ~= "") and (cur == "DISPATCHED" or cur == "RUNNING") then
+  holder = redis.call("HGET", KEYS[6], jid)
+end
 if change then
-  -- Only a DISPATCHED or RUNNING job can have an owner (claim and move keep it so, and
-  -- check_invariants checks it): any other needs no look.
-  if cur == "DISPATCHED" or cur == "RUNNING" then holder = redis.call("HGET", KEYS[6], jid) end
   local needs_owner = holder and (new == "RUNNING" or new == "SUBMITTED")
   if (asserted ~= "" and holder ~= asserted) or (needs_owner and holder ~= asserted) then
     return {E_NOT_OWNER, holder or ""}
   end
+  if holder and new == "RUNNING" then
+    local expiry = tonumber(redis.call("ZSCORE", KEYS[5], jid))
+    if expiry and expiry <= server_ms() then return {E_LEASE_EXPIRED, holder} end
+  end
+elseif asserted ~= "" and holder and holder ~= asserted then
+  return {E_NOT_OWNER, holder}
 end
 
 -- Validated: from here on, only writes.

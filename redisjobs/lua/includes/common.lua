@@ -4,6 +4,7 @@
 ]]
 local OK, NOOP = 1, 0
 local E_NOT_FOUND, E_EXISTS, E_TRANSITION, E_CONFLICT, E_UPLOAD_EXPIRED, E_NOT_OWNER = -1, -2, -3, -4, -5, -6
+local E_LEASE_EXPIRED = -7
 
 -- Meta values are orjson-encoded; a status is a JSON string without escapes.
 local function json_str(s) return '"' .. s .. '"' end
@@ -46,6 +47,15 @@ end
 -- As integer text: a number passed to redis.call is formatted as a float (%.17g), slowly.
 local function queue_score(priority, seq)
   return string.format("%d", -priority * 4294967296 + (seq % 4294967296))
+end
+
+-- The priority a job is queued at, from its "priority" field (orjson): an integer within
+-- |priority| < 2^21, as the client checks it; else 0 (the NVFlare adapter keeps any other value as
+-- written, and queues the job at 0).
+local function queued_priority(raw)
+  local p = raw and string.match(raw, "^%-?%d+$") and tonumber(raw)
+  if not p or math.abs(p) >= 2097152 then return 0 end
+  return p
 end
 
 -- Lease expiry in server milliseconds: every process compares against the same clock.

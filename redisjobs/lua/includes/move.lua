@@ -35,7 +35,7 @@ local function move(job_key, jid, cur, new, op, from_key, to_key, claimed, start
   if redis.call("SMOVE", from_key, to_key, jid) == 0 then redis.call("SADD", to_key, jid) end
   if cur == "SUBMITTED" then redis.call("ZREM", mv_queue, jid) end
   if new == "SUBMITTED" then
-    local priority = tonumber(redis.call("HGET", job_key, "priority")) or 0
+    local priority = queued_priority(redis.call("HGET", job_key, "priority"))
     local seq = tonumber(redis.call("ZSCORE", mv_jobs, jid)) or 0
     redis.call("ZADD", mv_queue, queue_score(priority, seq), jid)
   end
