@@ -9,9 +9,11 @@ write them), and saves the original file beside it first, once. ``revert`` puts 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import stat
 from typing import Any
 
 ADAPTER = "redisjobs.nvflare.RedisJobDefManager"
@@ -32,12 +34,16 @@ def resources_file(kit: str) -> str:
     raise KitError(f"no local/resources.json(.default) under {kit!r}: give the server's startup kit folder")
 
 
-def _job_manager_entry(config: dict[str, Any], path: str) -> dict[str, Any]:
-    entries = [
-        c for c in config.get("components", []) if isinstance(c, dict) and c.get("id") == "job_manager"
-    ]
+def _job_manager_entry(config: Any, path: str) -> dict[str, Any]:
+    """The one ``job_manager`` entry, checked to be editable (before anything is written)."""
+    components = config.get("components", []) if isinstance(config, dict) else None
+    if not isinstance(components, list):
+        raise KitError(f"{path} is not an NVFlare resources file: expected an object with a components list")
+    entries = [c for c in components if isinstance(c, dict) and c.get("id") == "job_manager"]
     if len(entries) != 1:
         raise KitError(f"{path} has {len(entries)} job_manager entries; expected exactly one")
+    if not isinstance(entries[0].get("args") or {}, dict):
+        raise KitError(f"{path}: the job_manager entry's 'args' is not an object")
     return entries[0]
 
 
@@ -54,8 +60,14 @@ def configure(kit: str, url: str, namespace: str = "redisjobs") -> str:
     args.update({"url": url, "namespace": namespace})
     entry["path"] = ADAPTER
     entry["args"] = args
+    # The new file keeps the old one's permissions (it may now hold a Redis password in the URL):
+    # made owner-only, then given the old mode, before anything is written to it.
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+    with open(fd, "w", encoding="utf-8") as f:
         json.dump(config, f, indent=2)
         f.write("\n")
     os.replace(tmp, path)

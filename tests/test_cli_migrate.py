@@ -5,9 +5,11 @@ with NVFlare itself)."""
 from __future__ import annotations
 
 import json
+import stat
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -152,6 +154,40 @@ def test_nvflare_configure_and_revert(tmp_path: Path) -> None:
     back = CliRunner().invoke(main, ["nvflare", "configure", "--revert", str(server)])
     assert back.exit_code == 0, back.output
     assert path.read_bytes() == original
+
+
+def test_nvflare_configure_keeps_the_files_permissions(tmp_path: Path) -> None:
+    # The URL may carry a password: a resources file readable by its owner only stays so.
+    server = kit(tmp_path)
+    path = server / "local" / "resources.json.default"
+    path.chmod(0o600)
+    result = CliRunner().invoke(
+        main, ["nvflare", "configure", str(server), "--url", "redis://:s3cret@h:6379/0"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "s3cret" in path.read_text() and stat.S_IMODE(path.stat().st_mode) == 0o600
+    path.chmod(0o644)  # and a readable one stays readable
+    assert (
+        CliRunner().invoke(main, ["nvflare", "configure", str(server), "--url", "redis://h:1/0"]).exit_code
+        == 0
+    )
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize(
+    "config",
+    [[1, 2], {"components": {"id": "job_manager"}}, {"components": [{"id": "job_manager", "args": [1]}]}],
+    ids=["a-list", "components-not-a-list", "args-not-an-object"],
+)
+def test_nvflare_configure_refuses_a_malformed_file_before_writing(tmp_path: Path, config: Any) -> None:
+    server = kit(tmp_path)
+    path = server / "local" / "resources.json.default"
+    path.write_text(json.dumps(config))
+    result = CliRunner().invoke(main, ["nvflare", "configure", str(server), "--url", "redis://h:1/0"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.startswith("error: ") and "unexpected" not in result.stderr
+    assert json.loads(path.read_text()) == config
+    assert not (server / "local" / ("resources.json.default" + BACKUP_SUFFIX)).exists()
 
 
 def test_nvflare_configure_errors_are_one_line(tmp_path: Path) -> None:
