@@ -95,6 +95,8 @@ def explain(exc: Exception, url: str) -> str:
         return f"invalid status {exc.status!r} for job {exc.jid!r}: {STATUS_HINT}"
     if isinstance(exc, BlobNotFound):
         return f"{_text(exc)}. See its components with: redisjobs show {exc.jid}"
+    if isinstance(exc, zipfile.BadZipFile):
+        return f"a damaged zip file: {_text(exc)}. Make the zip again"
     if isinstance(exc, RedisJobsError | ValueError):
         return _text(exc)
     if isinstance(exc, redis.RedisError):
@@ -450,7 +452,9 @@ def _job_archive(path: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
             with open(archive, "wb") as out:
                 _zip_job_folder(path, out)
             meta = _read_meta(path / "meta.json")
-            meta.setdefault("job_folder_name", path.resolve().name)
+            # What the zip holds, whatever meta.json says (a job renamed since): NVFlare's submit
+            # sets it so too, and get_app finds the apps by it.
+            meta["job_folder_name"] = path.resolve().name
             yield archive, meta
     elif path.is_file() and zipfile.is_zipfile(path):
         yield path, _meta_in_zip(path)
@@ -480,7 +484,7 @@ def _meta_in_zip(path: Path) -> dict[str, Any]:
         inner = f"{folder}/meta.json" if folder else "meta.json"
         meta = _parse_meta(z.read(inner), f"{path}:{inner}") if inner in names else {}
     if folder:
-        meta.setdefault("job_folder_name", folder)
+        meta["job_folder_name"] = folder  # (as for a folder: see _job_archive)
     return meta
 
 

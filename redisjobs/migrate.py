@@ -18,8 +18,11 @@ records beside it, in ``job_submit_records/<sha>/<sha>/<sha>/meta``. ``migrate``
 from __future__ import annotations
 
 import ast
+import contextlib
+import datetime
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -168,9 +171,8 @@ def migrate(
         raise FileNotFoundError(f"no such folder: {jobs_dir!r} (give the job store's uri_root)")
     report = MigrationReport(dry_run=dry_run)
     found = list(find_jobs(jobs_dir))
-    jobs = sorted(
-        (j for j in found if isinstance(j, _Job)), key=lambda j: float(j.meta.get("submit_time") or 0)
-    )
+    jobs = [j for j in found if isinstance(j, _Job)]
+    jobs.sort(key=lambda j: _submitted(j.meta.get("submit_time")))
     report.errors += [j for j in found if isinstance(j, str)]
     report.jobs_found = len(jobs)
     for job in jobs:
@@ -189,6 +191,20 @@ def migrate(
         if progress:
             progress(str(record.get("job_id", "")))
     return report
+
+
+def _submitted(value: Any) -> float:
+    """A job's submit time as epoch seconds, for the import order: NVFlare writes a number; an ISO
+    8601 text is read as one (naive: local time); anything else sorts first. The meta is imported
+    as it is either way."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError, OverflowError):
+            return float(value) if math.isfinite(float(value)) else 0.0
+        with contextlib.suppress(ValueError, OverflowError, OSError):
+            return datetime.datetime.fromisoformat(value).timestamp()
+    return 0.0
 
 
 def _stored_shas(manager: RedisJobDefManager, jid: str) -> dict[str, str]:

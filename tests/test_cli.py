@@ -137,6 +137,32 @@ def test_submit_a_zip_keeps_it_and_takes_its_meta_and_name(run: Run, tmp_path: P
     assert (meta["name"], meta["priority"], meta["job_folder_name"]) == ("renamed", 1, "cifar")
 
 
+def test_submit_takes_the_job_folder_name_from_what_it_uploads(run: Run, tmp_path: Path) -> None:
+    # A job downloaded, then renamed: its meta.json still names the old folder. The app is found
+    # by job_folder_name, so it must name the folder the zip holds (as NVFlare's submit sets it).
+    folder = job_folder(tmp_path, "renamed", meta={"name": "x", "job_folder_name": "orig"})
+    jid = submitted(run, folder)
+    assert show(run, jid)["meta"]["job_folder_name"] == "renamed"
+    archive = tmp_path / "job.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("inzip/meta.json", '{"name": "y", "job_folder_name": "orig"}')
+        z.writestr("inzip/app/config/config_fed_server.json", "{}")
+    jid = submitted(run, archive)
+    assert show(run, jid)["meta"]["job_folder_name"] == "inzip"
+
+
+def test_submit_of_a_damaged_zip_is_one_line_that_says_so(run: Run, tmp_path: Path) -> None:
+    archive = tmp_path / "job.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("j/meta.json", '{"name": "y"}')
+    data = bytearray(archive.read_bytes())
+    at = data.index(b'{"name"')
+    data[at + 2] ^= 0xFF  # meta.json's bytes no longer match their CRC
+    archive.write_bytes(bytes(data))
+    line = error_line(run("submit", str(archive)))
+    assert "damaged zip" in line and "unexpected" not in line
+
+
 def test_submit_without_meta_names_the_job_after_the_folder(run: Run, tmp_path: Path) -> None:
     jid = submitted(run, job_folder(tmp_path, "plain"))
     assert show(run, jid)["meta"]["name"] == "plain"
