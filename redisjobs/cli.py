@@ -18,9 +18,11 @@ import datetime
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -105,6 +107,27 @@ def explain(exc: Exception, url: str) -> str:
         what = f"{exc.strerror or _text(exc)}" + (f": {exc.filename}" if exc.filename else "")
         return f"{what}. Check the path, its permissions and the free space"
     return f"unexpected {type(exc).__name__}: {_text(exc)}. Run again with --debug, and report the traceback"
+
+
+@contextlib.contextmanager
+def _exit_on_termination() -> Iterator[None]:
+    """SIGTERM and SIGHUP (a ``kill``, ``timeout``, a closed terminal) end the program as Ctrl-C
+    does, through the clean-ups (the workers stopped, the private Redis removed), instead of at
+    once, leaving them behind. Python's own handlers come back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # (signal handlers can only be set there)
+        return
+
+    def leave(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    wanted = [sig for sig in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if sig]
+    before = {sig: signal.signal(sig, leave) for sig in wanted}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def _text(exc: BaseException) -> str:
@@ -317,6 +340,7 @@ def demo(
     assert settings is not None
     given = demo_url or settings.url
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_exit_on_termination())
         if given is None:
             url, kind = _start_embedded(stack, server)
             click.echo(f"started a private {kind} at {url} (removed on exit)")

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 from click.testing import CliRunner
 
 from redisjobs import Event
@@ -196,6 +197,40 @@ def test_ctrl_c_stops_workers_and_server_and_exits_130() -> None:
     assert proc.returncode == 130, err
     assert "interrupted: workers stopped" in err and "Traceback" not in err
     assert group_is_gone(proc.pid, within=10.0), "a worker or the redis-server outlived the demo"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_kill_or_a_closed_terminal_stops_workers_and_server(sig: signal.Signals) -> None:
+    # kill <pid>, timeout(1) and a closed terminal send these to the demo alone: it cleans up as on
+    # Ctrl-C (the private redis-server runs in a session of its own, so nothing else would stop it).
+    env = {k: v for k, v in os.environ.items() if k != "REDISJOBS_URL"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from redisjobs.cli import main; main()", "demo", "--seconds", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        started = proc.stdout.readline()  # "started a private <kind> at <url> (removed on exit)"
+        url = started.split(" at ", 1)[1].split()[0]
+        for _ in range(2):  # the workers line, one progress line
+            assert proc.stdout.readline()
+        proc.send_signal(sig)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 128 + sig, err
+    assert "Traceback" not in err
+    assert group_is_gone(proc.pid, within=10.0), "a worker outlived the demo"
+    with redis.Redis.from_url(url, socket_connect_timeout=1) as client, pytest.raises(redis.ConnectionError):
+        client.ping()  # the private server is gone
 
 
 def group_is_gone(pgid: int, within: float) -> bool:
