@@ -29,6 +29,9 @@ DEFAULT_MAX_RATIO = 200
 #: An entry, or a whole zip, that unpacks to at most this many bytes is not held to the ratio bound:
 #: a small file of zeros compresses far beyond any ratio and is harmless. ``max_total`` still holds.
 DEFAULT_RATIO_MIN_SIZE = 1 << 20
+#: Bound on the number of entries (files and folders) of a job zip that get_app unpacks: each costs
+#: the disk an inode and a block, whatever its size, so many empty ones pass every byte bound.
+DEFAULT_MAX_ENTRIES = 100_000
 #: Bounds on entry names, in bytes (UTF-8): a whole name, and one component of it.
 MAX_NAME_BYTES = 1024
 MAX_NAME_PART_BYTES = 255
@@ -139,11 +142,13 @@ def safe_extract(
     *,
     max_ratio: float = DEFAULT_MAX_RATIO,
     ratio_min_size: int = DEFAULT_RATIO_MIN_SIZE,
+    max_entries: int = DEFAULT_MAX_ENTRIES,
 ) -> None:
     """Extract every entry of ``zf`` under ``target`` after checking them all.
 
     Args:
         max_total: bound on the unpacked bytes, in all.
+        max_entries: bound on the number of entries (files and folders).
         max_ratio: bound on the compression ratio of each entry (unpacked / compressed size) and of
             the whole zip (unpacked total / the zip's own size); ``math.inf`` turns it off.
         ratio_min_size: entries and zips unpacking to at most this many bytes skip the ratio bound.
@@ -162,6 +167,8 @@ def safe_extract(
     if not max_ratio > 0:  # also refuses NaN
         raise ValueError(f"max_ratio must be positive, got {max_ratio!r}")
     infos = zf.infolist()
+    if len(infos) > max_entries:
+        raise UnsafeArchive(f"zip has {len(infos)} entries, above the limit of {max_entries}")
     total = 0
     for info in infos:
         _check_entry(info)

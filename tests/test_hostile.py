@@ -51,6 +51,7 @@ from redisjobs import (
     StatusConflict,
 )
 from redisjobs._archive import (
+    DEFAULT_MAX_ENTRIES,
     DEFAULT_MAX_RATIO,
     DEFAULT_RATIO_MIN_SIZE,
     MAX_NAME_BYTES,
@@ -937,6 +938,25 @@ def test_ratio_bound_names_the_entry(tmp_path: Path) -> None:
         safe_extract(zf, str(tmp_path))
     assert "'bomb.bin'" in str(info.value) and f"limit of {DEFAULT_MAX_RATIO}:1" in str(info.value)
     assert os.listdir(tmp_path) == []
+
+
+def test_many_empty_entries_are_refused_by_count(tmp_path: Path) -> None:
+    # Empty files and folders pass every byte bound, but each costs the disk an inode and a block.
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for i in range(DEFAULT_MAX_ENTRIES + 1):
+            z.writestr(f"d{i}/", b"")
+    with zipfile.ZipFile(buf) as zf, pytest.raises(UnsafeArchive, match=f"limit of {DEFAULT_MAX_ENTRIES}"):
+        safe_extract(zf, str(tmp_path))
+    assert os.listdir(tmp_path) == []
+    with zipfile.ZipFile(buf) as zf:  # a bound of one's own
+        names = zf.namelist()[:10]
+    small = make_zip([(name + "f", b"x") for name in names])
+    with zipfile.ZipFile(io.BytesIO(small)) as zf:
+        with pytest.raises(UnsafeArchive, match="10 entries, above the limit of 9"):
+            safe_extract(zf, str(tmp_path), max_entries=9)
+        safe_extract(zf, str(tmp_path), max_entries=10)
+    assert len(os.listdir(tmp_path)) == 10
 
 
 def test_small_compressible_files_pass_the_default_ratio(tmp_path: Path) -> None:
