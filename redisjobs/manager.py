@@ -975,7 +975,7 @@ class RedisJobDefManager:
         priority = str(self._queue_priority(jid, fields["priority"])) if "priority" in fields else ""
         approvals = _split_approvals(jid, fields, self.max_meta_bytes)
         encoded = encode_fields(jid, fields, max_bytes=self.max_meta_bytes)
-        if not (status or expected_value or owner or priority):  # fields only: a lighter script
+        if not (status or expected_value or owner or priority or approvals):  # fields only: a lighter script
             code, *rest = self._s.set_fields(keys=[self.keys.job(jid)], args=[*approvals, *encoded])
             raise_for_code(code, jid, rest)
             return False

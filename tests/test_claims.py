@@ -729,6 +729,24 @@ def test_events_record_every_change(make_store: Any) -> None:
     assert m.events(count=2) == events[:2]
 
 
+def test_approvals_written_by_update_meta_are_events_too(store: RedisJobDefManager) -> None:
+    jid = submit(store)
+    store.set_approval(jid, "alice", True, "ok")
+    mark = store.events()[-1].id
+    # A new verdict (bob), the same one again (alice), and a changed one, with a plain field.
+    store.update_meta(jid, {"approvals": {"bob": [False, "no"], "alice": [True, "ok"]}, "note": 1})
+    store.update_meta(jid, {"approvals": {"bob": [True, "fine now"]}})
+    store.update_meta(jid, {"approvals": {"bob": [True, "fine now"]}})  # (again: nothing new)
+    got = [(e.jid, e.op, e.old, e.new, e.actor) for e in store.events(since=mark)]
+    actor = store.actor
+    assert got == [
+        (jid, "approval", "", "rejected:bob", actor),
+        (jid, "approval", "", "approved:bob", actor),
+    ]
+    meta = store.get_job(jid).meta  # type: ignore[union-attr]
+    assert meta["approvals"] == {"alice": [True, "ok"], "bob": [True, "fine now"]} and meta["note"] == 1
+
+
 def test_events_of_another_manager_carry_its_actor(make_store: Any) -> None:
     m1, m2 = make_store(actor="one"), make_store(actor="two")
     jid = submit(m1)

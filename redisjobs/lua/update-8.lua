@@ -32,7 +32,8 @@
     ARGV[11] keep a request record (the call asks for a status): "1" on a first send, "2" when
              this may repeat a call that ran (redis-py's retry sent it again); "" for none
     ARGV[12 ..] job hash field, value pairs: meta (orjson values) and approvals
-             ("\0approval:" .. reviewer -> orjson [approved, note])
+             ("\0approval:" .. reviewer -> orjson [approved, note]; an "approval" event for each
+             verdict that is new, as set_approval emits)
 
   Output:
     {1, old status}  the status changed
@@ -93,8 +94,30 @@ elseif asserted ~= "" and holder and holder ~= asserted then
   return {E_NOT_OWNER, holder}
 end
 
+-- Approvals among the fields (update_meta given "approvals"): an event for each new verdict, as
+-- set_approval emits (a field starting with a NUL byte is an approval: see approval_field).
+local approvals = {}
+for i = 12, #ARGV - 1, 2 do
+  if string.byte(ARGV[i], 1) == 0 then approvals[#approvals + 1] = i end
+end
+if #approvals > 0 then
+  local names = {}
+  for n, i in ipairs(approvals) do names[n] = ARGV[i] end
+  local held = redis.call("HMGET", KEYS[1], unpack(names))
+  local new_ones = {}
+  for n, i in ipairs(approvals) do
+    if held[n] ~= ARGV[i + 1] then new_ones[#new_ones + 1] = i end
+  end
+  approvals = new_ones
+end
+
 -- Validated: from here on, only writes.
 hset_range(KEYS[1], 12, #ARGV)
+for _, i in ipairs(approvals) do
+  local verdict = string.sub(ARGV[i + 1], 1, 5) == "[true" and "approved" or "rejected"
+  emit(KEYS[4], ARGV[8], jid, "approval", "", verdict .. ":" .. string.sub(ARGV[i], 11), ARGV[7],
+       seconds_text(ARGV[4]))
+end
 
 if change then
   mv_queue, mv_jobs, mv_events, mv_leases, mv_owners = KEYS[3], KEYS[2], KEYS[4], KEYS[5], KEYS[6]
