@@ -828,7 +828,7 @@ def used_memory(m: RedisJobDefManager) -> int | None:
     "--keep-days",
     type=click.FloatRange(0),
     metavar="DAYS",
-    help="Delete finished jobs submitted more than DAYS days ago.",
+    help="Delete finished jobs that finished more than DAYS days ago (a job that never ran: submitted).",
 )
 @click.option(
     "--event-days", type=click.FloatRange(0), metavar="DAYS", help="Trim events older than DAYS days."

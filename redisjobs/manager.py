@@ -16,6 +16,7 @@ import itertools
 import logging
 import math
 import os
+import re
 import socket
 import tempfile
 import threading
@@ -252,8 +253,9 @@ class Retention:
     """How long ``gc`` keeps finished jobs and events. ``None`` keeps them all.
 
     A finished job goes when it is beyond the newest ``keep_finished`` finished jobs (by submit
-    order) or was submitted more than ``keep_finished_days`` days ago; events go when older than
-    ``event_max_age_days``. Jobs in any other status are never expired.
+    order) or finished more than ``keep_finished_days`` days ago (when it ran: its ``start_time``
+    plus its ``duration``; a job that never ran, by its ``submit_time``); events go when older
+    than ``event_max_age_days``. Jobs in any other status are never expired.
     """
 
     keep_finished: int | None = None
@@ -270,6 +272,34 @@ class Retention:
 def _is_out_of_memory(error: Exception) -> bool:
     # redis-py raises OutOfMemoryError for OOM replies (rewording the message inside pipelines).
     return isinstance(error, redis.exceptions.OutOfMemoryError)
+
+
+#: A duration as NVFlare writes it, ``str(datetime.timedelta)``: "[-]D day(s), H:MM:SS[.ffffff]".
+_DURATION = re.compile(r"(?:(-?\d+) days?, )?(\d+):(\d\d):(\d\d(?:\.\d+)?)")
+
+
+def _loads_or_none(raw: bytes | None) -> Any:
+    if raw is None:
+        return None
+    with contextlib.suppress(orjson.JSONDecodeError):
+        return orjson.loads(raw)
+    return None
+
+
+def _finished_at(submitted: Any, start: Any, duration: Any) -> float:
+    """When a finished job finished (epoch seconds), as well as its meta tells: its start time plus
+    its duration when it ran, else its submit time (0 when even that is unreadable)."""
+    with contextlib.suppress(TypeError, ValueError, OverflowError, OSError, AttributeError):
+        match = _DURATION.fullmatch(duration)
+        if start and match:
+            days, hours, minutes, seconds = match.groups()
+            ran = datetime.timedelta(
+                days=int(days or 0), hours=int(hours), minutes=int(minutes), seconds=float(seconds)
+            )
+            return datetime.datetime.fromisoformat(start).timestamp() + ran.total_seconds()
+    with contextlib.suppress(TypeError, ValueError, OverflowError):
+        return float(submitted or 0)
+    return 0.0
 
 
 def _check_lease(lease: object) -> None:
@@ -393,8 +423,8 @@ class RedisJobDefManager:
             confirm it (``WAIT``), up to ``wait_timeout`` seconds, else raises ``NotReplicated``
             (the master has it; a failover now may lose it). 0, the default, does not wait.
         keep_finished: retention: ``gc`` deletes finished jobs beyond the newest this many.
-        keep_finished_days: retention: ``gc`` deletes finished jobs submitted more than this many
-            days ago.
+        keep_finished_days: retention: ``gc`` deletes finished jobs that finished more than this
+            many days ago (see ``Retention``).
         event_max_age_days: ``gc`` trims events older than this (the stream is also capped at
             ``event_maxlen`` entries).
         functions: run the scripts as one Redis Functions library (``FCALL``), where the server
@@ -1494,24 +1524,24 @@ class RedisJobDefManager:
         if policy.keep_finished is None and policy.keep_finished_days is None:
             return 0
         k = self.keys
-        finished: list[tuple[float, str, float]] = []  # (submit order, id, submit_time)
+        finished: list[tuple[float, str, float]] = []  # (submit order, id, when it finished)
         for status in sorted(FINISHED):
             for batch in self._ids_in_batches(m.decode() for m in self.client.sscan_iter(k.status(status))):
                 pipe = self.client.pipeline(transaction=False)
                 for jid in batch:
                     pipe.zscore(k.jobs, jid)
-                    pipe.hget(k.job(jid), "submit_time")
+                    pipe.hmget(k.job(jid), "submit_time", "start_time", "duration")
                 replies = pipe.execute()
-                for jid, seq, submitted in zip(batch, replies[::2], replies[1::2], strict=True):
-                    if seq is not None and submitted is not None:
-                        finished.append((float(seq), jid, float(orjson.loads(submitted) or 0)))
+                for jid, seq, times in zip(batch, replies[::2], replies[1::2], strict=True):
+                    if seq is not None and times[0] is not None:
+                        finished.append((float(seq), jid, _finished_at(*(_loads_or_none(t) for t in times))))
         finished.sort(reverse=True)  # newest first
         doomed: set[str] = set()
         if policy.keep_finished is not None:
             doomed.update(jid for _, jid, _ in finished[policy.keep_finished :])
         if policy.keep_finished_days is not None:
             cutoff = time.time() - policy.keep_finished_days * 86_400
-            doomed.update(jid for _, jid, submitted in finished if submitted < cutoff)
+            doomed.update(jid for _, jid, ended in finished if ended < cutoff)
         expired = 0
         for jid in doomed:
             with contextlib.suppress(JobNotFound):

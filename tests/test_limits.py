@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import time
 from typing import Any
 
@@ -94,6 +95,32 @@ def test_gc_expires_finished_jobs_by_age(make_store: Any) -> None:
     assert report.jobs_expired == 1
     assert {j.job_id for j in m.get_all_jobs()} == {ids[1], ids[2], running}
     assert m.gc(grace=0).jobs_expired == 0  # the manager's own policy keeps everything
+
+
+def test_gc_measures_a_finished_jobs_age_from_when_it_finished(make_store: Any) -> None:
+    # Submitted 10 days ago, each: one ran 9.5 days and finished half a day ago (kept); one ran a
+    # day and finished 8 days ago; one was aborted without running (by its submit time: expired);
+    # one with a start time as NVFlare writes it (naive local time, str(datetime)).
+    m = make_store()
+    now = time.time()
+    ago = {"submit_time": now - 10 * 86_400}
+    started = datetime.datetime.fromtimestamp(now - 10 * 86_400, datetime.timezone.utc).isoformat()
+    naive = str(datetime.datetime.fromtimestamp(now - 10 * 86_400))
+    jobs = {}
+    for name, extra in [
+        ("long run", {"start_time": started, "duration": "9 days, 12:00:00.5"}),
+        ("short run", {"start_time": started, "duration": "1 day, 23:59:59"}),
+        ("never ran", {}),
+        ("nvflare", {"start_time": naive, "duration": "9 days, 23:00:00"}),
+        ("odd", {"start_time": "not a time", "duration": "N/A"}),
+    ]:
+        jid = m.create({"name": name}, b"x")["job_id"]
+        m.set_status(jid, RunStatus.FINISHED_COMPLETED)
+        m.update_meta(jid, {**ago, **extra})
+        jobs[name] = jid
+    report = m.gc(grace=0, retention=Retention(keep_finished_days=7))
+    assert report.jobs_expired == 3
+    assert {j.job_id for j in m.get_all_jobs()} == {jobs["long run"], jobs["nvflare"]}
 
 
 def test_gc_trims_old_events(make_store: Any) -> None:
