@@ -16,8 +16,10 @@ What it adds to the core manager, for NVFlare's sake:
   the jobs live in Redis, under ``namespace``;
 - it connects on first use, because the job process constructs the component too and never calls it;
 - it raises NVFlare's ``StorageException`` where NVFlare's own store does and its callers catch it;
-- on the scheduling path (``get_jobs_to_schedule``, ``get_job``) it never lets an exception escape:
-  one would stop NVFlare's scheduling loop for good, so it logs and returns what it can. NVFlare's
+- on the scheduling path (``get_jobs_to_schedule``, ``get_job``) it never lets an exception escape
+  (but ``ValueError`` for an invalid job id, as NVFlare's store raises; the scheduler only passes
+  ids the store gave it): one would stop NVFlare's scheduling loop for good, so it logs and returns
+  what it can. NVFlare's
   job runner reads ``get_job(...).meta`` without checking for None, so while Redis is unreachable
   ``get_job`` keeps retrying, with backoff, for up to ``scheduling_patience`` seconds (30 by
   default: a restart or a Sentinel failover) before it gives up and returns None;
@@ -133,6 +135,8 @@ class RedisJobDefManager(core.RedisJobDefManager, JobDefManagerSpec):  # type: i
         while True:
             try:
                 return super().get_job(jid, fl_ctx)
+            except InvalidJobId:
+                raise  # a ValueError, as NVFlare's store raises (ids from the store are valid)
             except (redis.ConnectionError, redis.TimeoutError) as e:
                 if time.monotonic() + delay > deadline:
                     log.error("get_job(%r): Redis still unreachable (%s); returning None", jid, e)

@@ -409,6 +409,7 @@ def test_storage_exceptions_where_nvflare_raises_them(
 @pytest.mark.parametrize(
     "call",
     [
+        pytest.param(lambda m, ctx, bad: m.get_job(bad, ctx), id="get_job"),
         pytest.param(lambda m, ctx, bad: m.delete(bad, ctx), id="delete"),
         pytest.param(lambda m, ctx, bad: m.set_status(bad, RunStatus.RUNNING, ctx), id="set_status"),
         pytest.param(lambda m, ctx, bad: m.update_meta(bad, {"x": 1}, ctx), id="update_meta"),
