@@ -74,7 +74,7 @@ COMMANDS: dict[str, str] = {
     "hdel": "lua: commitBlob, move (owners)",
     "hlen": "lua: saveRecord",
     "hset": "lua: create, update, approve, claim, commitBlob, saveRecord, markRecordDeleted, move",
-    "hmget": "lua: update (the status, with the start time when a duration may be due)",
+    "hmget": "lua: update (a status and start time, approvals); gc (a finished job's times)",
     "incr": "lua: create (the submit sequence)",
     "sadd": "lua: create, saveRecord, move",
     "smove": "lua: claim, move",

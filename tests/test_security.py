@@ -239,6 +239,7 @@ def test_mutual_tls_needs_the_client_certificate(certs: Certs, tmp_path: Path) -
 #: redis-py client methods redisjobs calls -> the ACL rule of the command each sends.
 CLIENT_METHODS = {
     "exists": "exists", "hget": "hget", "hgetall": "hgetall", "hkeys": "hkeys", "hexists": "hexists",
+    "hmget": "hmget",
     "hscan_iter": "hscan", "hvals": "hvals", "smembers": "smembers", "sscan": "sscan", "sscan_iter": "sscan",
     "scard": "scard", "scan_iter": "scan", "mget": "mget", "set": "set", "unlink": "unlink", "zadd": "zadd",
     "zrem": "zrem", "zrange": "zrange", "zrangebyscore": "zrangebyscore", "zscore": "zscore",
