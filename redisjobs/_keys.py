@@ -106,7 +106,7 @@ class Keys:
         if not key.startswith(head) or not sep or len(parts) != 3 or not JOB_ID.fullmatch(jid):
             return None
         component, version, index = parts
-        return (jid, component, version, int(index)) if index.isdigit() else None
+        return (jid, component, version, int(index)) if index.isascii() and index.isdigit() else None
 
     def chunk(self, jid: str, component: str, version: str, index: int) -> str:
         return f"rj:{{{self.namespace}/{jid}}}:chunk:{component}:{version}:{index}"

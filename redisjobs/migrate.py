@@ -197,8 +197,9 @@ def _submitted(value: Any) -> float:
     """A job's submit time as epoch seconds, for the import order: NVFlare writes a number; an ISO
     8601 text is read as one (naive: local time); anything else sorts first. The meta is imported
     as it is either way."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        with contextlib.suppress(OverflowError):  # (an int beyond a float's range)
+            return float(value) if math.isfinite(value) else 0.0
     if isinstance(value, str):
         with contextlib.suppress(ValueError, OverflowError):
             return float(value) if math.isfinite(float(value)) else 0.0

@@ -224,6 +224,8 @@ def test_gc_and_the_orphan_check_leave_other_namespaces_alone(small: RedisJobDef
     ]
     metas = [other.create({}, payload(3 * CS, seed=i)) for i, other in enumerate(others)]
     mine = small.create({}, payload(2 * CS))
+    stray = f"rj:{{{ns}/{mine['job_id']}}}:chunk:data:v1:\u00b2"  # (no chunk: "²" is a digit to str.isdigit)
+    small.client.set(stray, b"x")
     for m in [small, *others]:
         assert m.check_invariants() == []
         report = m.gc(grace=0)
@@ -231,6 +233,8 @@ def test_gc_and_the_orphan_check_leave_other_namespaces_alone(small: RedisJobDef
     for i, (other, meta) in enumerate(zip(others, metas, strict=True)):
         assert other.get_content(meta) == payload(3 * CS, seed=i)
     assert small.get_content(mine) == payload(2 * CS)
+    assert small.client.exists(stray)  # not ours to free: no key chunk() makes
+    small.client.unlink(stray)
 
 
 def test_commit_after_gc_collected_the_upload_fails_cleanly(small: RedisJobDefManager) -> None:

@@ -745,6 +745,18 @@ def test_approvals_written_by_update_meta_are_events_too(store: RedisJobDefManag
     ]
     meta = store.get_job(jid).meta  # type: ignore[union-attr]
     assert meta["approvals"] == {"alice": [True, "ok"], "bob": [True, "fine now"]} and meta["note"] == 1
+    # A verdict update_meta was given as it is: its first element's truth, as Python reads it.
+    verdicts = {"a": [1, ""], "b": [0, ""], "c": ["yes"], "d": [""], "e": [], "f": [None], "g": [[0]],
+                "h": [{}], "i": [-0.0], "j": [2.5e-3], "k": True}  # fmt: skip
+    mark = store.events()[-1].id
+    store.update_meta(jid, {"approvals": verdicts})
+    got = {e.new.split(":", 1)[1]: e.new.split(":", 1)[0] for e in store.events(since=mark)}
+    assert got == {r: "approved" if (v[0] if isinstance(v, list) and v else v) else "rejected"
+                   for r, v in verdicts.items()}  # fmt: skip
+    # Thousands at once (the server reads them in batches).
+    many = {f"r{i}": [True, ""] for i in range(9_000)}
+    store.update_meta(jid, {"approvals": many})
+    assert len(store.events(since=mark, count=20_000)) == len(verdicts) + len(many)
 
 
 def test_events_of_another_manager_carry_its_actor(make_store: Any) -> None:

@@ -102,19 +102,24 @@ def test_migrate_keeps_a_priority_nvflare_kept_and_queues_the_job_at_zero(
 def test_migrate_imports_jobs_whose_submit_time_is_not_a_number(
     redis_url: str, ns: str, tmp_path: Path
 ) -> None:
-    # The import follows submit order; a submit_time NVFlare did not write (ISO text, garbage)
-    # orders the job as well as it can, and never stops the import of the others.
+    # The import follows submit order; a submit_time NVFlare did not write (ISO text, garbage, an
+    # int beyond any float) orders the job as well as it can, and never stops the import of the
+    # others (one Redis cannot store, JSON-wise, is that job's error alone).
     jobs, metas = nvflare_store(tmp_path)
     odd = list(metas)
-    for jid, value in zip(odd, ["2020-01-01T00:00:00", "soon", None], strict=True):
+    for jid, value in zip(odd, ["2020-01-01T00:00:00", "soon", 10**400], strict=True):
         metas[jid]["submit_time"] = value
         (jobs / jid / "meta").write_text(json.dumps(metas[jid]))
     result = invoke(redis_url, ns, "migrate", str(jobs), "--json")
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["jobs_imported"] == 3
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["jobs_imported"] == 2
+    [error] = report["errors"]
+    assert odd[2] in error and "submit_time" in error
     m = RedisJobDefManager(redis_url, namespace=ns)
-    for jid, meta in metas.items():
-        assert m.get_job(jid).meta == meta  # type: ignore[union-attr]
+    for jid in odd[:2]:
+        assert m.get_job(jid).meta == metas[jid]  # type: ignore[union-attr]
+    assert m.get_job(odd[2]) is None
     m.close()
 
 

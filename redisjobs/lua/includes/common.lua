@@ -58,6 +58,20 @@ local function queued_priority(raw)
   return p
 end
 
+-- Whether a verdict (orjson [approved, note]) approves: the truth of its first element, as Python
+-- reads it (set_approval stores a bool there; update_meta stores what it is given).
+local function approves(v)
+  local x = string.sub(v, 1, 1) == "[" and string.sub(v, 2) or v
+  local c, d = string.sub(x, 1, 1), string.sub(x, 2, 2)
+  if c == "t" then return true end
+  if c == "f" or c == "n" or c == "]" or c == "" then return false end
+  if c == '"' then return d ~= '"' end
+  if c == "[" then return d ~= "]" end
+  if c == "{" then return d ~= "}" end
+  local n = tonumber(string.match(x, "^[-+%d.eE]+"))
+  return n ~= nil and n ~= 0
+end
+
 -- Lease expiry in server milliseconds: every process compares against the same clock.
 local function server_ms()
   local t = redis.call("TIME")
