@@ -304,7 +304,7 @@ def _finished_at(submitted: Any, start: Any, duration: Any) -> float:
 
 def _check_lease(lease: object) -> None:
     """A lease is a number of seconds above 0, up to 30 days (NaN and infinity are not)."""
-    if isinstance(lease, bool) or not isinstance(lease, int | float) or not 0 < lease <= 86_400 * 30:
+    if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not 0 < lease <= 86_400 * 30:
         raise ValueError(f"lease must be a number of seconds above 0, up to 30 days, got {lease!r}")
 
 
@@ -340,6 +340,7 @@ class _ClaimBulks:
         self._seen: dict[tuple[str, int, int, int], bytes] = {}
         self._zrange = b"*4\r\n" + bulks([b"ZRANGE", queue, b"0"])
         self._head: tuple[int, bytes] = (0, b"")
+        self._flags: dict[int, tuple[bytes, bytes]] = {}
 
     def of(self, owner: str, lease_ms: int, take: int, last: int) -> bytes:
         key = (owner, lease_ms, take, last)
@@ -357,6 +358,17 @@ class _ClaimBulks:
         if head[0] != window:
             head = self._head = (window, self._zrange + bulks([b"%d" % (window - 1)]))
         return head[1]
+
+    def flags(self, mine: int) -> tuple[bytes, bytes]:
+        """ARGV[10] and ARGV[11], packed, for a first send and for a repeat: ``mine`` is the rank of
+        the candidate whose hash the caller reads itself (0: none)."""
+        packed = self._flags.get(mine)
+        if packed is None:
+            rank = bulks([b"%d" % mine])
+            packed = (_FIRST + rank, _REPEAT + rank)
+            if len(self._flags) < 1024:
+                self._flags[mine] = packed
+        return packed
 
     def hgetall(self, prefix: bytes, jid: bytes) -> bytes:
         """``HGETALL <prefix><jid>``, packed."""
@@ -376,8 +388,6 @@ _OWNER_LOCKS = 16
 
 #: The claim script's ARGV[10]: whether this send may repeat one that ran (see its header).
 _FIRST, _REPEAT = bulks([b"0"]), bulks([b"1"])
-#: Its ARGV[11] when the caller reads no job's hash itself.
-_NONE_MINE = bulks([b"0"])
 #: A claim reads the hash of the job it expects itself when, lately, at least this share of claims
 #: found their job where the claim before had (one process, or two: nearly all; eight: one in ten).
 #: The read saves the server about 29k instructions when the guess is right, and costs it about 15k
@@ -1157,29 +1167,38 @@ class RedisJobDefManager:
                 bulk.tail(self.actor, self.event_maxlen),
             )
             numkeys = len(k.claim_keys) + len(candidates)
-            then, more, mine = bulk.head(last + 1 - take), 1, _NONE_MINE
+            then = bulk.head(last + 1 - take)
             if take == 1 and candidates and self._claim_hits >= _EXPECT_HITS:
                 # The job this claim expects (where the last one found its own) is read by an
                 # HGETALL sent right after the script, straight from Redis; the script leaves
                 # out the hash of that job if it is the one claimed (see the script's ARGV[11]).
                 rank = min(self._claim_seen, len(candidates) - 1)
-                then += bulk.hgetall(prefix, candidates[rank])
-                more, mine = 2, bulks([b"%d" % (rank + 1)])
-            reply, head, *own = script.run_packed(
-                numkeys, numkeys + 10, body, _FIRST + mine, _REPEAT + mine, then, more
-            )
+                first, repeat = bulk.flags(rank + 1)
+                replies = script.run_packed(
+                    numkeys,
+                    numkeys + 10,
+                    body,
+                    first,
+                    repeat,
+                    then + bulk.hgetall(prefix, candidates[rank]),
+                    2,
+                )
+            else:
+                first, repeat = bulk.flags(0)
+                replies = script.run_packed(numkeys, numkeys + 10, body, first, repeat, then, 1)
+            reply, head = replies[0], replies[1]
         else:  # (without a lane, every send may be a repeat: see run_marked; the reply has the head)
             reply = script(
                 keys=[*k.claim_keys, *[prefix + jid for jid in candidates]],
                 args=[owner, lease_ms, take, last, _seconds_text(), _request_id(), self.actor,
                       self.event_maxlen, prefix, "1", "0"],
             )  # fmt: skip
-            head, own = None, []
+            head = None
         n = reply[3]  # (the reply: OK, expiry, stale, n, then n (id, hash) pairs, then any head)
         end = 4 + 2 * n
         got = [(reply[4], reply[5])] if n == 1 else list(zip(reply[4:end:2], reply[5:end:2], strict=True))
         if n == 1 and reply[5] == 0:  # the hash the HGETALL after the script read
-            fields = _flat(own[0])
+            fields = _flat(replies[2])
             # (Another client's command can run between the two only if the write reached the
             # server in pieces; the HGETALL then reads the job as that left it. A job deleted in
             # between has nothing left to run, and is not returned.)
