@@ -1102,7 +1102,9 @@ class RedisJobDefManager:
         with ``renew``, or gives it back with ``release``; ``reap`` settles jobs whose lease ran out.
 
         An owner names one server process at a time (``recover(owner)`` settles all it holds);
-        threads sharing the manager may claim for it, one claim at a time.
+        threads sharing the manager may claim for it, one claim at a time. A claimed job's meta
+        may be read by a command sent right after the script, in the same round trip (see
+        ``_claim_once``): a job deleted in between is not returned, having nothing left to run.
         """
         _check_owner(owner)
         _check_lease(lease)
