@@ -117,44 +117,28 @@ def test_replacing_a_blob_frees_the_old_version(small: RedisJobDefManager) -> No
     assert small.get_storage_component(jid, "workspace") == payload(2 * CS, seed=2)
 
 
-def test_a_commit_sent_again_after_a_lost_reply_frees_the_replaced_version_too(
-    small: RedisJobDefManager, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("meanwhile", ["nothing", "another commit"])
+def test_a_commit_resent_after_a_lost_reply_answers_as_its_first_run(
+    small: RedisJobDefManager, monkeypatch: pytest.MonkeyPatch, meanwhile: str
 ) -> None:
-    jid = small.create({}, b"a")["job_id"]
-    small.save_workspace(jid, payload(3 * CS))
-    real = small._s.commit_blob
-    replies = []
-
-    def twice(keys: list[Any], args: list[Any]) -> Any:
-        real(keys=keys, args=args)  # it ran; its reply never arrives, and redis-py sends it again
-        replies.append(real(keys=keys, args=args))
-        return replies[-1]
-
-    monkeypatch.setattr(small._s, "commit_blob", twice)
-    small.save_workspace(jid, payload(3 * CS, seed=1))
-    monkeypatch.undo()
-    assert replies[0][1]  # the repeat names the version it replaced
-    assert small.get_storage_component(jid, "workspace") == payload(3 * CS, seed=1)
-    assert small.check_invariants() == []  # (it reports chunks no manifest references)
-
-
-def test_a_commit_resent_after_another_commit_replaced_it_answers_as_its_first_run(
-    small: RedisJobDefManager, monkeypatch: pytest.MonkeyPatch
-) -> None:
+    # The repeat names the version the first run replaced, so that its caller frees it, even when
+    # another commit replaced this one before the resend (it used to report UploadExpired).
     jid = small.create({}, b"a")["job_id"]
     small.save_workspace(jid, payload(3 * CS))
     real = small._s.commit_blob
 
-    def lost_then_replaced(keys: list[Any], args: list[Any]) -> Any:
+    def resent(keys: list[Any], args: list[Any]) -> Any:
         real(keys=keys, args=args)  # it ran; its reply never arrives
         monkeypatch.setattr(small._s, "commit_blob", real)
-        small.save_workspace(jid, payload(3 * CS, seed=2))  # another writer's, before the resend
+        if meanwhile == "another commit":
+            small.save_workspace(jid, payload(3 * CS, seed=2))
         return real(keys=keys, args=args)  # redis-py's resend
 
-    monkeypatch.setattr(small._s, "commit_blob", lost_then_replaced)
-    small.save_workspace(jid, payload(3 * CS, seed=1))  # committed: no UploadExpired
-    assert small.get_storage_component(jid, "workspace") == payload(3 * CS, seed=2)
-    assert small.check_invariants() == []  # each replaced version freed by its replacer
+    monkeypatch.setattr(small._s, "commit_blob", resent)
+    small.save_workspace(jid, payload(3 * CS, seed=1))
+    last = 2 if meanwhile == "another commit" else 1
+    assert small.get_storage_component(jid, "workspace") == payload(3 * CS, seed=last)
+    assert small.check_invariants() == []  # no chunk left that no manifest references
 
 
 def test_gc_leaves_an_upload_that_commits_while_gc_runs(small: RedisJobDefManager) -> None:

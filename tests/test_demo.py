@@ -5,6 +5,7 @@ process behind.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import re
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -172,9 +174,10 @@ def test_demo_on_the_embedded_fakeredis(monkeypatch: pytest.MonkeyPatch) -> None
     assert "all 8 jobs finished" in result.stdout
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(60)
-def test_ctrl_c_stops_workers_and_server_and_exits_130() -> None:
+@contextlib.contextmanager
+def demo_process() -> Iterator[subprocess.Popen[str]]:
+    """``redisjobs demo`` on a private server, in its own process group (as a shell starts a
+    foreground job); killed, with its group, if a test leaves it running."""
     env = {k: v for k, v in os.environ.items() if k != "REDISJOBS_URL"}
     proc = subprocess.Popen(
         [sys.executable, "-c", "from redisjobs.cli import main; main()", "demo", "--seconds", "60"],
@@ -182,18 +185,25 @@ def test_ctrl_c_stops_workers_and_server_and_exits_130() -> None:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
-        start_new_session=True,  # its own process group, as a shell gives a foreground job
+        start_new_session=True,
     )
     try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_ctrl_c_stops_workers_and_server_and_exits_130() -> None:
+    with demo_process() as proc:
         assert proc.stdout is not None
         for _ in range(3):  # the start line, the workers line, one progress line
             assert proc.stdout.readline()
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         _out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     assert proc.returncode == 130, err
     assert "interrupted: workers stopped" in err and "Traceback" not in err
     assert group_is_gone(proc.pid, within=10.0), "a worker or the redis-server outlived the demo"
@@ -205,16 +215,7 @@ def test_ctrl_c_stops_workers_and_server_and_exits_130() -> None:
 def test_a_kill_or_a_closed_terminal_stops_workers_and_server(sig: signal.Signals) -> None:
     # kill <pid>, timeout(1) and a closed terminal send these to the demo alone: it cleans up as on
     # Ctrl-C (the private redis-server runs in a session of its own, so nothing else would stop it).
-    env = {k: v for k, v in os.environ.items() if k != "REDISJOBS_URL"}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from redisjobs.cli import main; main()", "demo", "--seconds", "60"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
-    try:
+    with demo_process() as proc:
         assert proc.stdout is not None
         started = proc.stdout.readline()  # "started a private <kind> at <url> (removed on exit)"
         url = started.split(" at ", 1)[1].split()[0]
@@ -222,10 +223,6 @@ def test_a_kill_or_a_closed_terminal_stops_workers_and_server(sig: signal.Signal
             assert proc.stdout.readline()
         proc.send_signal(sig)
         _out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     assert proc.returncode == 128 + sig, err
     assert "Traceback" not in err
     assert group_is_gone(proc.pid, within=10.0), "a worker outlived the demo"
