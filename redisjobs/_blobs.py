@@ -327,7 +327,7 @@ class BlobStore:
         """
         if type(source) is bytes and len(source) <= min(self.inline_max, self.max_size):
             # Small bytes: held for the committing script, nothing sent, no chunking.
-            manifest = _inline_manifest(os.urandom(8).hex(), len(source), hashlib.sha256(source).hexdigest())
+            manifest = _inline_manifest(os.urandom(8).hex(), len(source), _sha256(source))
             return manifest, InlineUpload(source)
         writer = ChunkWriter(
             self._client, self._keys, jid, component, self.chunk_size, self.inline_max, self.max_size

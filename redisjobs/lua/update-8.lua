@@ -94,29 +94,12 @@ elseif asserted ~= "" and holder and holder ~= asserted then
   return {E_NOT_OWNER, holder}
 end
 
--- Approvals among the fields (update_meta given "approvals"): an event for each new verdict, as
--- set_approval emits (a field starting with a NUL byte is an approval: see approval_field).
-local approvals = {}
-for i = 12, #ARGV - 1, 2 do
-  if string.byte(ARGV[i], 1) == 0 then approvals[#approvals + 1] = i end
-end
-if #approvals > 0 then
-  local new_ones = {}
-  for first = 1, #approvals, 1000 do  -- (unpack() has a limit: see hset_range)
-    local names = {}
-    for n = first, math.min(first + 999, #approvals) do names[#names + 1] = ARGV[approvals[n]] end
-    local held = redis.call("HMGET", KEYS[1], unpack(names))
-    for n = 1, #names do
-      local at = approvals[first + n - 1]
-      if held[n] ~= ARGV[at + 1] then new_ones[#new_ones + 1] = at end
-    end
-  end
-  approvals = new_ones
-end
+-- Approvals among the fields (update_meta given "approvals"): an event for each new verdict.
+local approvals = new_approvals(KEYS[1], 12)
 
 -- Validated: from here on, only writes.
 hset_range(KEYS[1], 12, #ARGV)
-for _, i in ipairs(approvals) do
+for _, i in ipairs(approvals or NONE) do
   local verdict = approves(ARGV[i + 1]) and "approved" or "rejected"
   emit(KEYS[4], ARGV[8], jid, "approval", "", verdict .. ":" .. string.sub(ARGV[i], 11), ARGV[7],
        seconds_text(ARGV[4]))

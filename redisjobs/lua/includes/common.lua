@@ -72,6 +72,34 @@ local function approves(v)
   return n ~= nil and n ~= 0
 end
 
+-- An empty list to loop over where a helper found nothing (none made per call).
+local NONE = {}
+
+-- The positions in ARGV of the approval fields among the field, value pairs from ARGV[first]
+-- whose verdict differs from the stored one (a field starting with a NUL byte is an approval: see
+-- approval_field), in batches of 1,000 (unpack() has a limit); nil when there is no approval field.
+local function new_approvals(key, first)
+  local found = nil
+  for i = first, #ARGV - 1, 2 do
+    if string.byte(ARGV[i], 1) == 0 then
+      found = found or {}
+      found[#found + 1] = i
+    end
+  end
+  if not found then return nil end
+  local changed = {}
+  for from = 1, #found, 1000 do
+    local names = {}
+    for n = from, math.min(from + 999, #found) do names[#names + 1] = ARGV[found[n]] end
+    local held = redis.call("HMGET", key, unpack(names))
+    for n = 1, #names do
+      local at = found[from + n - 1]
+      if held[n] ~= ARGV[at + 1] then changed[#changed + 1] = at end
+    end
+  end
+  return changed
+end
+
 -- Lease expiry in server milliseconds: every process compares against the same clock.
 local function server_ms()
   local t = redis.call("TIME")
