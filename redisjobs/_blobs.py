@@ -7,6 +7,9 @@ manifest and drops the registration, and the old version's chunks are unlinked. 
 leaves only unreferenced chunks: ``gc`` removes them once the registration is older than its grace
 period (or at once, when there is no registration: deleted jobs, replaced versions). A commit whose
 registration gc already collected fails with ``UploadExpired`` rather than point at freed chunks.
+A blob of at most ``PIPED_CHUNKS`` chunks given as bytes saves a round trip (``PipedUpload``): its
+registration and chunks go out in the same write as the committing script, which checks that every
+chunk is there before it commits (a chunk the server refused was not written).
 
 Small blobs (at most ``inline_max`` bytes, 64 KiB by default) skip the chunks: their bytes travel
 inside the committing script and live in the job's ``inline:<jid>`` hash, beside the manifests, so a
@@ -34,7 +37,7 @@ from typing import Any
 import orjson
 
 from ._archive import zip_paths
-from ._connection import Lane
+from ._connection import Lane, bulks
 from ._errors import BlobCorrupt, BlobNotFound, BlobTooLarge
 from ._keys import Keys
 
@@ -46,6 +49,8 @@ DEFAULT_INLINE_MAX = 64 * 1024
 DEFAULT_MAX_BLOB_SIZE = 64 * 1024**3
 #: Chunks sent per pipeline round trip while writing, and fetched per MGET while reading.
 CHUNKS_PER_BATCH = 4
+#: A blob given as bytes, of at most this many chunks, is sent with its commit (``PipedUpload``).
+PIPED_CHUNKS = CHUNKS_PER_BATCH
 #: A single chunk to verify is read in pieces of this size, each hashed while the next arrives.
 SPLIT = 256 * 1024
 #: How often a reader restarts after the value was replaced under it before giving up; between
@@ -267,8 +272,59 @@ class InlineUpload:
         return []
 
 
-#: What ``stage`` returns with a manifest: the upload to commit or abort.
-Upload = ChunkWriter | InlineUpload
+class PipedUpload:
+    """A chunked blob given whole as bytes, of at most ``PIPED_CHUNKS`` chunks, sent in the same
+    round trip as the script that commits it: its registration and its chunks first (``head``),
+    then the script (see ``LaneScript.run_after``), which is given the chunk keys and commits only
+    if every chunk is there (a chunk the server refused, out of memory say, was not written). The
+    sha256 the manifest carries is computed after the head is sent, while the server reads it."""
+
+    inline = None
+
+    def __init__(self, keys: Keys, jid: str, component: str, data: memoryview, chunk_size: int) -> None:
+        self._keys, self._data = keys, data
+        self.jid, self.component, self.chunk_size = jid, component, chunk_size
+        self.version = os.urandom(8).hex()
+        self.registration = orjson.dumps([jid, component, self.version])
+        self.size = len(data)
+        self.chunks = -(-self.size // chunk_size)
+
+    def head(self) -> tuple[list[bytes | memoryview], int]:
+        """The commands sent before the hash is known, packed (the chunks as views of the data,
+        not copied): the registration, then the chunks; and how many commands that is."""
+        reg = bulks([b"ZADD", self._keys.uploads.encode(), repr(time.time()).encode(), self.registration])
+        pieces: list[bytes | memoryview] = [b"*4\r\n" + reg]
+        cs = self.chunk_size
+        for i, key in enumerate(self.chunk_keys()):
+            piece = self._data[i * cs : (i + 1) * cs]
+            name = key.encode()
+            pieces += [
+                b"*3\r\n$3\r\nSET\r\n$%d\r\n%b\r\n$%d\r\n" % (len(name), name, len(piece)),
+                piece,
+                b"\r\n",
+            ]
+        return pieces, 1 + self.chunks
+
+    def manifest(self) -> dict[str, Any]:
+        """The manifest of this version (hashes the data: call it once)."""
+        return {
+            "v": self.version,
+            "size": self.size,
+            "chunks": self.chunks,
+            "cs": self.chunk_size,
+            "sha256": hashlib.sha256(self._data).hexdigest(),
+        }
+
+    def commit_args(self) -> list[bytes | str]:
+        """As ``ChunkWriter.commit_args``: the registration to drop, not inline."""
+        return [self.registration, "0", b""]
+
+    def chunk_keys(self) -> list[str]:
+        return [self._keys.chunk(self.jid, self.component, self.version, i) for i in range(self.chunks)]
+
+
+#: What ``stage`` (or ``piped``) returns with a manifest: the upload to commit or abort.
+Upload = ChunkWriter | InlineUpload | PipedUpload
 
 
 def _corrupt(jid: str, component: str, size: int, sha256: str, manifest: dict[str, Any]) -> BlobCorrupt:
@@ -338,6 +394,21 @@ class BlobStore:
         except BaseException:
             self.abort(writer)
             raise
+
+    def piped(self, jid: str, component: str, source: BlobSource) -> PipedUpload | None:
+        """``source`` as a ``PipedUpload`` when it can travel with its commit over the lane: bytes
+        (or a view of them) above ``inline_max`` and within ``PIPED_CHUNKS`` chunks and
+        ``max_size``; else None (``stage`` it)."""
+        if self.lane is None or (type(source) is bytes and len(source) <= self.inline_max):
+            return None  # (the usual small content: one check)
+        if not isinstance(source, bytes | bytearray | memoryview):
+            return None
+        view = memoryview(source).cast("B")
+        if not self.inline_max < len(view) <= min(self.max_size, PIPED_CHUNKS * self.chunk_size):
+            return None
+        if not isinstance(view.obj, bytes):
+            view = memoryview(bytes(view))  # a mutable buffer: hash and send one state of it
+        return PipedUpload(self._keys, jid, component, view, self.chunk_size)
 
     def abort(self, writer: Upload) -> None:
         """Remove an uncommitted upload: its chunks and its registration."""

@@ -88,6 +88,14 @@ class Packer:
         return [b"".join(map(_hiredis_pack, commands))]
 
 
+_PACKER = Packer()
+
+
+def pack(*args: Any) -> list[bytes | memoryview]:
+    """One command packed as ``Packer`` packs it (a large value not copied)."""
+    return _PACKER.pack(*args)
+
+
 def _packs_as_is(args: tuple[Any, ...]) -> bool:
     """Whether hiredis packs this command as it is, checked in one pass: a one-word command name,
     then small bytes, str, int and float arguments."""
@@ -179,6 +187,18 @@ class Lane:
         that redis-py's retry repeats (a connection lost mid-way) starts again at index 0: the
         caller starts afresh there."""
         return self._run(_many, commands, each)  # type: ignore[no-any-return]
+
+    def execute_staged(
+        self,
+        head: Sequence[bytes | memoryview],
+        tail: Callable[[], Sequence[bytes | memoryview]],
+        count: int,
+    ) -> list[Any]:
+        """Send ``head`` (packed commands), then what ``tail()`` returns, made while the server
+        reads the head, and read ``count`` replies, in order: one round trip. An error reply is
+        raised once every reply is read. An attempt that redis-py's retry repeats sends the head
+        and the same tail again (``tail`` is called once per attempt: it should cache)."""
+        return self._run(_staged, (head, tail, count), None)  # type: ignore[no-any-return]
 
     def stream_per_key(self, name: str, chunks: Sequence[Sequence[bytes]], each: _Each) -> None:
         """One-key commands (a listing's HGETALLs) for each chunk of keys in turn on one connection,
@@ -310,6 +330,18 @@ def _many(conn: Any, commands: tuple[tuple[Any, ...], ...], each: _Each | None) 
     return _send_and_read(
         conn, packed if packed is not None else conn.pack_commands(commands), len(commands), each
     )
+
+
+def _staged(conn: Any, args: tuple[Any, Callable[[], Any], int], _each: Any) -> list[Any]:
+    head, tail, count = args
+    reader = _fast_reader(conn)
+    _send(conn, head, reader)
+    _send(conn, tail(), reader)
+    replies = _read_many(conn, count, None, reader)
+    error = _first_error(replies)
+    if error is not None:
+        raise error
+    return replies
 
 
 def _send_and_read(

@@ -15,13 +15,14 @@ import functools
 import hashlib
 import re
 import time
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
 import redis
 from redis.commands.core import Script
 
-from ._connection import Lane, bulks, is_cluster
+from ._connection import Lane, bulks, is_cluster, pack
 from ._lifecycle import STATUSES, lua_source_ranks, lua_status_positions, lua_timed, lua_transitions
 
 _INCLUDE = re.compile(r'^-- @include "([a-z_]+)"$', re.MULTILINE)
@@ -268,6 +269,35 @@ class LaneScript:
                 raise
             self._load()
             return self._lane.execute_packed(again, 1 + more)
+
+    def run_after(
+        self, head: list[bytes | memoryview], queued: int, build: Callable[[], tuple[list[Any], list[Any]]]
+    ) -> Any:
+        """``queued`` commands packed in ``head``, then this script with the keys and arguments
+        that ``build()`` returns, in one round trip. ``build`` runs once, after the head is sent,
+        so its work overlaps the server's reading of it. Returns the script's reply; an error
+        reply to any of them is raised. The script runs whatever became of the head: it must
+        check what it relies on (a blob's chunks: see ``PipedUpload``).
+
+        A retry (a connection lost) sends it all again, and it may have run: the script must then
+        tell its own first run, and undo anything the head's second run redid that the first
+        run's script undid (an upload's registration)."""
+        call: list[list[Any]] = []
+
+        def tail() -> list[bytes | memoryview]:
+            if not call:
+                call.extend(build())
+            keys, args = call
+            return pack(*self._command, len(keys), *keys, *args)
+
+        try:
+            return self._lane.execute_staged(head, tail, queued + 1)[-1]
+        except redis.exceptions.ResponseError as e:
+            # The first error reply. The script's: the head ran, so load it and run it alone.
+            if not _function_missing(e):
+                raise
+        self._load()
+        return self(*call)
 
     def _load(self) -> None:
         if self.function is None:

@@ -48,6 +48,7 @@ from ._blobs import (
     BlobSource,
     BlobStore,
     GcReport,
+    PipedUpload,
     Upload,
     chunk_keys,
     collect_garbage,
@@ -712,35 +713,47 @@ class RedisJobDefManager:
             del fields["start_time"], fields["duration"]
         approvals = _split_approvals(jid, fields, self.max_meta_bytes)
         encoded = encode_fields(jid, fields, max_bytes=self.max_meta_bytes)
-        manifest, writer = self.blobs.stage(jid, "data", content)
+        create = self._s.create
+        # Content of a few chunks, given as bytes, travels with the script in one round trip (the
+        # chunks sent first, hashed while the server reads them); any other is staged first.
+        piped = self.blobs.piped(jid, "data", content) if isinstance(create, LaneScript) else None
+        writer: Upload
+        if piped is None:
+            manifest, writer = self.blobs.stage(jid, "data", content)
+        else:
+            manifest, writer = None, piped
         k = self.keys
+        keys = [
+            k.job(jid),
+            k.blobs(jid),
+            k.jobs,
+            k.queue,
+            k.seq,
+            k.events,
+            k.status(status),
+            k.uploads,
+            k.inline(jid),
+        ]
+        args = [
+            jid,
+            priority,
+            self.actor,
+            _now(),
+            self.event_maxlen,
+            1,
+            *_registration_then(writer, status, op),
+            "data",
+            b"",  # the manifest (ARGV[13]), set below
+            *approvals,
+            *encoded,
+        ]
         try:
-            code = self._s.create(
-                keys=[
-                    k.job(jid),
-                    k.blobs(jid),
-                    k.jobs,
-                    k.queue,
-                    k.seq,
-                    k.events,
-                    k.status(status),
-                    k.uploads,
-                    k.inline(jid),
-                ],
-                args=[
-                    jid,
-                    priority,
-                    self.actor,
-                    _now(),
-                    self.event_maxlen,
-                    1,
-                    *_registration_then(writer, status, op),
-                    "data",
-                    dumps(manifest),
-                    *approvals,
-                    *encoded,
-                ],
-            )
+            if piped is None:
+                args[12] = dumps(manifest)
+                code = create(keys=keys, args=args)
+            else:
+                keys += piped.chunk_keys()  # (KEYS[10..]: the script checks they are all there)
+                code = create.run_after(*piped.head(), functools.partial(_with_manifest, keys, args, piped))
         except redis.exceptions.ResponseError:
             self.blobs.abort(writer)  # refused by the server (out of memory, ...): the script never ran
             raise
@@ -1388,24 +1401,34 @@ class RedisJobDefManager:
                 return f.read()
 
     def _put_component(self, jid: str, component: str, data: BlobSource, *, consume: bool = True) -> str:
-        manifest, writer = self.blobs.stage(jid, component, data)
-        self._put_commit(jid, component, manifest, writer)
+        # (A few chunks given as bytes travel with the commit in one round trip: see _store_new.)
+        piped = (
+            self.blobs.piped(jid, component, data) if isinstance(self._s.commit_blob, LaneScript) else None
+        )
+        if piped is None:
+            manifest, writer = self.blobs.stage(jid, component, data)
+            self._put_commit(jid, component, manifest, writer)
+        else:
+            self._put_commit(jid, component, None, piped)
         if consume and _is_path(data):
             _consume(data)
         return f"redisjobs://{self.namespace}/{jid}/{component}"
 
-    def _put_commit(self, jid: str, component: str, manifest: dict[str, Any], writer: Upload) -> None:
+    def _put_commit(self, jid: str, component: str, manifest: dict[str, Any] | None, writer: Upload) -> None:
+        """Commit an upload: one staged already (with its manifest), or a ``PipedUpload`` (no
+        manifest yet), sent with the commit."""
+        k = self.keys
+        keys = [k.job(jid), k.blobs(jid), k.uploads, k.inline(jid), k.request(_request_id())]
+        commit = self._s.commit_blob
         try:
-            code, *rest = self._s.commit_blob(
-                keys=[
-                    self.keys.job(jid),
-                    self.keys.blobs(jid),
-                    self.keys.uploads,
-                    self.keys.inline(jid),
-                    self.keys.request(_request_id()),
-                ],
-                args=[component, dumps(manifest), *writer.commit_args()],
-            )
+            if isinstance(writer, PipedUpload):
+                keys += writer.chunk_keys()  # (KEYS[6..]: the script checks they are all there)
+                code, *rest = commit.run_after(
+                    *writer.head(),
+                    lambda: (keys, [component, dumps(writer.manifest()), *writer.commit_args()]),
+                )
+            else:
+                code, *rest = commit(keys=keys, args=[component, dumps(manifest), *writer.commit_args()])
         except redis.exceptions.ResponseError:
             self.blobs.abort(writer)  # refused by the server: the commit never ran
             raise
@@ -1719,6 +1742,12 @@ class RedisJobDefManager:
             if name not in referenced[jid]:
                 found.append(f"chunk {name!r} is referenced by no manifest")
         return found
+
+
+def _with_manifest(keys: list[Any], args: list[Any], piped: PipedUpload) -> tuple[list[Any], list[Any]]:
+    """The create script's keys and arguments, with the manifest of ``piped`` (hashed now)."""
+    args[12] = dumps(piped.manifest())
+    return keys, args
 
 
 def _registration_then(writer: Upload, status: str, op: str) -> list[bytes | str]:

@@ -502,6 +502,45 @@ def test_a_lost_reply_is_retried_without_applying_the_call_twice(
         direct.close()
 
 
+@pytest.mark.parametrize("functions", [True, False], ids=["fcall", "evalsha"])
+@pytest.mark.parametrize("op", ["create", "save_workspace"])
+def test_a_blob_resent_with_its_commit_leaves_no_registration_for_gc(
+    op: str, functions: bool, proxy: Proxy, redis_url: str, namespace: str
+) -> None:
+    """A blob of a few chunks travels in one write with the script that commits it. A reply lost
+    after the server ran it sends the whole again, which registers the upload again: the
+    script's repeat must drop that registration, else gc takes the chunks for an abandoned
+    upload's and frees the job's blob."""
+    m = RedisJobDefManager(
+        proxy.url, namespace=namespace, retries=3, backoff_base=0.005, backoff_cap=0.05,
+        socket_timeout=5.0, functions=functions, **CHUNKED,
+    )  # fmt: skip
+    direct = RedisJobDefManager(redis_url, namespace=namespace, **CHUNKED)
+    jid = "resent-" + uuid.uuid4().hex[:8]
+    content, old_ws, new_ws = os.urandom(3000), os.urandom(2000), os.urandom(3500)  # <= 4 chunks
+    try:
+        if op == "save_workspace":
+            direct.create({"job_id": jid}, content)
+            direct.save_workspace(jid, old_ws)
+        m.client.ping()
+        proxy.lose_replies(b"FCALL" if functions else b"EVALSHA")  # (in the same write as the chunks)
+        if op == "create":
+            assert m.create({"job_id": jid}, content)["job_id"] == jid
+        else:
+            m.save_workspace(jid, new_ws)
+        assert proxy.replies_lost == 1, "the fault did not hit the call"
+        assert direct.client.zcard(direct.keys.uploads) == 0
+        direct.gc(grace=0)
+        assert direct.get_content({"job_id": jid}) == content
+        if op == "save_workspace":
+            assert direct.get_storage_component(jid, "workspace") == new_ws
+        assert [e.op for e in direct.events() if e.jid == jid] == ["create"]
+        _sound(direct)
+    finally:
+        m.close()
+        direct.close()
+
+
 @pytest.mark.parametrize(
     ("op", "match"),
     [
@@ -549,6 +588,42 @@ def test_a_call_that_gives_up_leaves_its_blob_whole_or_absent(
     finally:
         m.close()
         direct.close()
+
+
+@pytest.mark.parametrize("op", ["create", "save_workspace"])
+def test_memory_that_runs_out_mid_blob_refuses_the_commit_sent_with_it(op: str) -> None:
+    """A blob of a few chunks is sent in one write with the script that commits it. Redis checks
+    memory before each command: the registration and the first chunks fit, a later chunk is
+    refused, and the script, which runs after them all (a script that has written goes on out of
+    memory), must not commit a manifest with a chunk missing."""
+    server = RedisServer(_binary())
+    m = RedisJobDefManager(server.url, namespace="mid", chunk_size=256 * 1024)
+    try:
+        jid = "mid-blob"
+        m.create({"job_id": jid}, b"small")
+        used = int(m.client.info("memory")["used_memory"])
+        m.client.config_set("maxmemory", str(used + 600 * 1024))  # two chunks fit, not four
+        blob = os.urandom(4 * 256 * 1024)
+        with pytest.raises(redisjobs.StoreFull, match="mid"):
+            if op == "create":
+                m.create({"job_id": "mid-new"}, blob)
+            else:
+                m.save_workspace(jid, blob)
+        assert m.get_job("mid-new") is None
+        assert m.list_components(jid) == ["meta", "data"]  # no workspace
+        assert list(m.client.scan_iter(match=m.keys.chunk_pattern())) == []
+        assert m.client.zcard(m.keys.uploads) == 0
+        assert m.check_invariants() == []
+        m.client.config_set("maxmemory", "0")
+        if op == "create":
+            m.create({"job_id": "mid-new"}, blob)
+            assert m.get_content({"job_id": "mid-new"}) == blob
+        else:
+            m.save_workspace(jid, blob)
+            assert m.get_storage_component(jid, "workspace") == blob
+    finally:
+        m.close()
+        server.stop()
 
 
 # -- a paused server -----------------------------------------------------------------------------
@@ -659,6 +734,13 @@ def test_out_of_memory_is_a_clear_error_that_leaves_the_old_value_and_no_orphans
         with pytest.raises(redisjobs.StoreFull, match="tiny"):
             m.create({"job_id": "tiny"}, b"t")
         assert m.get_job("tiny") is None
+        # Content of a few chunks, sent in one write with its create: refused whole, with no chunk
+        # and no registration left.
+        with pytest.raises(redisjobs.StoreFull, match="piped"):
+            m.create({"job_id": "piped"}, os.urandom(600_000))
+        assert m.get_job("piped") is None
+        assert list(m.client.scan_iter(match="rj:{oom/piped}:*")) == []
+        assert not [r for r in m.client.zrange(m.keys.uploads, 0, -1) if b"piped" in r]
         approved = _done_or_refused(lambda: m.set_status("small", APPROVED), "small")
         assert m.get_meta("small")["status"] == (APPROVED if approved else SUBMITTED)
         replaced = _done_or_refused(lambda: m.save_workspace("small", b"tiny workspace"), "small")

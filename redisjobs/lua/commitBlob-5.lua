@@ -12,6 +12,8 @@
     KEYS[3] uploads zset         uploads
     KEYS[4] inline blobs hash    inline:<jid>
     KEYS[5] request record       req:<request id>: the manifest replaced ("" for none)
+    KEYS[6 ..] the blob's chunks, when they were sent in the same write as this call (see
+            PipedUpload): committed only if they are all there
 
     ARGV[1] component
     ARGV[2] manifest (orjson)
@@ -22,16 +24,20 @@
   Output:
     {1, previous manifest or false}
     {-1}  no such job (nothing written; the caller removes the new chunks)
-    {-5}  the registration is gone: gc() collected the upload as abandoned; nothing written
+    {-5}  the registration is gone: gc() collected the upload as abandoned; or a chunk of KEYS[6 ..]
+          is missing (the server refused it); nothing written
 ]]
 -- @include "common"
 
+-- The registration goes first, whatever follows: a repeat sent with its upload (see
+-- LaneScript.run_after) has registered it again.
+local registered = ARGV[3] == "" or redis.call("ZREM", KEYS[3], ARGV[3]) == 1
 local done = replayed(KEYS[5])  -- a repeat, even of a commit another one has replaced since
 if done then return {OK, done ~= "" and done} end
 if redis.call("HGET", KEYS[2], ARGV[1]) == ARGV[2] then return {OK, false} end  -- (committed long ago)
-local registered = ARGV[3] == "" or redis.call("ZREM", KEYS[3], ARGV[3]) == 1
 if redis.call("EXISTS", KEYS[1]) == 0 then return {E_NOT_FOUND} end
 if not registered then return {E_UPLOAD_EXPIRED} end
+if #KEYS > 5 and redis.call("EXISTS", unpack(KEYS, 6)) ~= #KEYS - 5 then return {E_UPLOAD_EXPIRED} end
 local old = redis.call("HGET", KEYS[2], ARGV[1])
 redis.call("HSET", KEYS[2], ARGV[1], ARGV[2])
 remember(KEYS[5], old or "")

@@ -12,6 +12,8 @@
     KEYS[7] the initial status's set  status:SUBMITTED (status:<S> for an import)
     KEYS[8] uploads zset         uploads
     KEYS[9] inline blobs hash    inline:<jid>
+    KEYS[10 ..] the data's chunks, when they were sent in the same write as this call (see
+            PipedUpload): created only if they are all there
 
     ARGV[1] job id
     ARGV[2] priority (integer)
@@ -31,9 +33,11 @@
 
   Output: a number, not an array (an array costs the server more to convert than its elements)
     seq  (> 0) created; also the reply when this very call ran before (a retry: the data
-         manifest, which carries a random version, is already the stored one)
+         manifest, which carries a random version, is already the stored one; the upload's
+         registration is dropped again)
     -2   the id is taken (the upload's registration is dropped; the caller removes its chunks)
-    -5   the upload's registration is gone: gc() collected it as abandoned; nothing written
+    -5   the upload's registration is gone: gc() collected it as abandoned; or a chunk of
+         KEYS[10 ..] is missing (the server refused it); nothing written
 ]]
 -- @include "common"
 
@@ -43,13 +47,16 @@ local first_field = 12 + 2 * nblobs
 local status = ARGV[8]
 
 if redis.call("EXISTS", KEYS[1]) == 1 then
+  -- The registration goes either way: a repeat sent with its upload (see LaneScript.run_after)
+  -- has registered it again.
+  if ARGV[7] ~= "" then redis.call("ZREM", KEYS[8], ARGV[7]) end
   if nblobs > 0 and redis.call("HGET", KEYS[2], ARGV[12]) == ARGV[13] then
     return tonumber(redis.call("ZSCORE", KEYS[3], jid))
   end
-  if ARGV[7] ~= "" then redis.call("ZREM", KEYS[8], ARGV[7]) end
   return E_EXISTS
 end
 if ARGV[7] ~= "" and redis.call("ZREM", KEYS[8], ARGV[7]) == 0 then return E_UPLOAD_EXPIRED end
+if #KEYS > 9 and redis.call("EXISTS", unpack(KEYS, 10)) ~= #KEYS - 9 then return E_UPLOAD_EXPIRED end
 
 local seq = redis.call("INCR", KEYS[5])
 -- The status (and a create's start_time and duration) in the same HSET as the meta, when the meta
