@@ -410,12 +410,17 @@ class BlobStore:
             view = memoryview(bytes(view))  # a mutable buffer: hash and send one state of it
         return PipedUpload(self._keys, jid, component, view, self.chunk_size)
 
-    def abort(self, writer: Upload) -> None:
-        """Remove an uncommitted upload: its chunks and its registration."""
+    def abort(self, writer: Upload) -> bool:
+        """Remove an uncommitted upload: its chunks and its registration. True, removing only the
+        registration, if the component's manifest names the upload's version after all: a call
+        whose first attempt committed it can fail on a retry (out of memory, say), not knowing."""
         if writer.inline is not None:
-            return  # nothing was written
-        self.unlink(writer.chunk_keys())
+            return False  # nothing was written
+        committed = _references(self._client, self._keys, writer.jid, writer.component, writer.version)
+        if not committed:
+            self.unlink(writer.chunk_keys())
         self._client.zrem(self._keys.uploads, writer.registration)
+        return committed
 
     def _pour(self, source: BlobSource, writer: ChunkWriter) -> None:
         if isinstance(source, bytes | bytearray | memoryview):
@@ -629,8 +634,12 @@ def collect_garbage(client: Any, keys: Keys, grace: float, batch: int = 500) -> 
             # chunks may be a manifest's now.
             if not client.zrem(keys.uploads, member):
                 continue
-            report.abandoned_uploads += 1
             jid, component, version = orjson.loads(member)
+            # A registration left by a call that committed after all (one resent with its chunks,
+            # whose resend stopped before its script ran): its chunks are the manifest's.
+            if _references(client, keys, jid, component, version):
+                continue
+            report.abandoned_uploads += 1
             report.chunks_freed += _unlink_version(client, keys, jid, component, version, batch)
         if len(stale) < batch:
             break
@@ -648,6 +657,12 @@ def collect_garbage(client: Any, keys: Keys, grace: float, batch: int = 500) -> 
             candidates = []
     report.chunks_freed += _sweep(client, keys, candidates)
     return report
+
+
+def _references(client: Any, keys: Keys, jid: str, component: str, version: str) -> bool:
+    """Whether the component's manifest names this version."""
+    raw = client.hget(keys.blobs(jid), component)
+    return bool(raw) and orjson.loads(raw).get("v") == version
 
 
 def _unlink_version(client: Any, keys: Keys, jid: str, component: str, version: str, batch: int) -> int:

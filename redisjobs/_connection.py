@@ -195,9 +195,9 @@ class Lane:
         count: int,
     ) -> list[Any]:
         """Send ``head`` (packed commands), then what ``tail()`` returns, made while the server
-        reads the head, and read ``count`` replies, in order: one round trip. An error reply is
-        raised once every reply is read. An attempt that redis-py's retry repeats sends the head
-        and the same tail again (``tail`` is called once per attempt: it should cache)."""
+        reads the head, and read ``count`` replies, in order (error replies as exception objects,
+        not raised): one round trip. An attempt that redis-py's retry repeats sends the head and
+        the same tail again (``tail`` is called once per attempt: it should cache)."""
         return self._run(_staged, (head, tail, count), None)  # type: ignore[no-any-return]
 
     def stream_per_key(self, name: str, chunks: Sequence[Sequence[bytes]], each: _Each) -> None:
@@ -337,11 +337,7 @@ def _staged(conn: Any, args: tuple[Any, Callable[[], Any], int], _each: Any) -> 
     reader = _fast_reader(conn)
     _send(conn, head, reader)
     _send(conn, tail(), reader)
-    replies = _read_many(conn, count, None, reader)
-    error = _first_error(replies)
-    if error is not None:
-        raise error
-    return replies
+    return _read_many(conn, count, None, reader)
 
 
 def _send_and_read(

@@ -272,12 +272,14 @@ class LaneScript:
 
     def run_after(
         self, head: list[bytes | memoryview], queued: int, build: Callable[[], tuple[list[Any], list[Any]]]
-    ) -> Any:
+    ) -> tuple[Any, redis.exceptions.ResponseError | None]:
         """``queued`` commands packed in ``head``, then this script with the keys and arguments
         that ``build()`` returns, in one round trip. ``build`` runs once, after the head is sent,
-        so its work overlaps the server's reading of it. Returns the script's reply; an error
-        reply to any of them is raised. The script runs whatever became of the head: it must
-        check what it relies on (a blob's chunks: see ``PipedUpload``).
+        so its work overlaps the server's reading of it. Returns the script's reply and the first
+        error reply to the head, if any; an error reply to the script is raised. The script runs
+        whatever became of the head: it must check what it relies on (a blob's chunks: see
+        ``PipedUpload``), and its reply says what happened (a retry's head may be refused where
+        the first attempt's script had done the work).
 
         A retry (a connection lost) sends it all again, and it may have run: the script must then
         tell its own first run, and undo anything the head's second run redid that the first
@@ -290,14 +292,15 @@ class LaneScript:
             keys, args = call
             return pack(*self._command, len(keys), *keys, *args)
 
-        try:
-            return self._lane.execute_staged(head, tail, queued + 1)[-1]
-        except redis.exceptions.ResponseError as e:
-            # The first error reply. The script's: the head ran, so load it and run it alone.
-            if not _function_missing(e):
-                raise
-        self._load()
-        return self(*call)
+        *replies, reply = self._lane.execute_staged(head, tail, queued + 1)
+        refused = next((r for r in replies if isinstance(r, redis.exceptions.ResponseError)), None)
+        if isinstance(reply, redis.exceptions.ResponseError):
+            if not _function_missing(reply):
+                raise reply
+            # The head ran, the script did not: load it and run it alone.
+            self._load()
+            reply = self(*call)
+        return reply, refused
 
     def _load(self) -> None:
         if self.function is None:

@@ -747,21 +747,29 @@ class RedisJobDefManager:
             *approvals,
             *encoded,
         ]
+        refused = None  # a chunk the server refused (piped): what a failure code stands for
         try:
             if piped is None:
                 args[12] = dumps(manifest)
                 code = create(keys=keys, args=args)
             else:
                 keys += piped.chunk_keys()  # (KEYS[10..]: the script checks they are all there)
-                code = create.run_after(*piped.head(), functools.partial(_with_manifest, keys, args, piped))
+                code, refused = create.run_after(
+                    *piped.head(), functools.partial(_with_manifest, keys, args, piped)
+                )
         except redis.exceptions.ResponseError:
-            self.blobs.abort(writer)  # refused by the server (out of memory, ...): the script never ran
+            # Refused by the server (out of memory, ...): this send of the script did not run. If
+            # an earlier one of this call did (a retry), the job holds this very upload: created.
+            if self.blobs.abort(writer):
+                return
             raise
         # Any other failure (a lost connection, a timeout, an interrupt) leaves it unknown whether
         # the script ran: the upload stays registered, and gc() frees its chunks once the grace
         # period is over, unless the job now references them.
         if code < 0:
             self.blobs.abort(writer)
+            if refused is not None:
+                raise refused
             raise_for_code(code, jid, [])
 
     # -- deleting --------------------------------------------------------------------------------
@@ -1420,21 +1428,28 @@ class RedisJobDefManager:
         k = self.keys
         keys = [k.job(jid), k.blobs(jid), k.uploads, k.inline(jid), k.request(_request_id())]
         commit = self._s.commit_blob
+        refused = None  # (see _store_new)
         try:
             if isinstance(writer, PipedUpload):
                 keys += writer.chunk_keys()  # (KEYS[6..]: the script checks they are all there)
-                code, *rest = commit.run_after(
+                (code, *rest), refused = commit.run_after(
                     *writer.head(),
                     lambda: (keys, [component, dumps(writer.manifest()), *writer.commit_args()]),
                 )
             else:
                 code, *rest = commit(keys=keys, args=[component, dumps(manifest), *writer.commit_args()])
         except redis.exceptions.ResponseError:
-            self.blobs.abort(writer)  # refused by the server: the commit never ran
+            # Refused by the server: this send of the commit did not run. If an earlier one of this
+            # call did (a retry), the manifest names this upload: committed (the chunks of the
+            # version it replaced, unknown here, are left to gc).
+            if self.blobs.abort(writer):
+                return
             raise
         # (Other failures leave the commit's fate unknown: see _store_new.)
         if code < 0:
             self.blobs.abort(writer)
+            if refused is not None:
+                raise refused
         raise_for_code(code, jid, [])
         self.blobs.unlink_manifest(jid, component, rest[0] or None)
 

@@ -9,6 +9,7 @@ import os
 import zipfile
 from typing import Any
 
+import orjson
 import pytest
 import redis
 
@@ -163,6 +164,36 @@ def test_gc_leaves_an_upload_that_commits_while_gc_runs(small: RedisJobDefManage
     report = collect_garbage(CommitsRightAfterTheListing(), small.keys, grace=60)
     assert (report.abandoned_uploads, report.chunks_freed) == (0, 0)
     assert small.get_storage_component(jid, "workspace") == payload(5 * CS)
+
+
+@pytest.mark.parametrize("size", [3 * CS, 9 * CS], ids=["piped", "staged"])
+def test_gc_keeps_the_chunks_of_a_committed_version_whose_registration_was_left(
+    small: RedisJobDefManager, size: int
+) -> None:
+    # A call resent with its chunks re-registers them; if the resend stops before its script
+    # runs, the registration of a committed version is left behind. gc takes it away, and the
+    # chunks stay: the manifest references them.
+    jid = small.create({}, payload(size))["job_id"]
+    version = small.blobs.manifest(jid, "data")["v"]  # type: ignore[index]
+    small.client.zadd(small.keys.uploads, {orjson.dumps([jid, "data", version]): 1.0})
+    report = small.gc(grace=0)
+    assert (report.abandoned_uploads, report.chunks_freed) == (0, 0)
+    assert small.client.zcard(small.keys.uploads) == 0
+    assert small.get_content({"job_id": jid}) == payload(size)
+
+
+def test_abort_keeps_chunks_a_manifest_references(small: RedisJobDefManager) -> None:
+    # A call whose first attempt committed and whose retry failed aborts its upload, not knowing:
+    # the committed chunks stay; an upload nothing references goes.
+    jid = small.create({}, b"a")["job_id"]
+    manifest, writer = small.blobs.stage(jid, "workspace", payload(5 * CS))
+    small._put_commit(jid, "workspace", manifest, writer)
+    small.blobs.abort(writer)
+    assert small.get_storage_component(jid, "workspace") == payload(5 * CS)
+    _manifest, dead = small.blobs.stage(jid, "workspace", payload(5 * CS, seed=9))
+    small.blobs.abort(dead)
+    assert small.client.exists(*dead.chunk_keys()) == 0
+    assert small.check_invariants() == []
 
 
 def test_delete_frees_every_chunk(small: RedisJobDefManager) -> None:

@@ -590,6 +590,57 @@ def test_a_call_that_gives_up_leaves_its_blob_whole_or_absent(
         direct.close()
 
 
+@pytest.mark.parametrize("functions", [True, False], ids=["fcall", "evalsha"])
+@pytest.mark.parametrize("op", ["create", "save_workspace"])
+def test_a_retry_refused_for_memory_after_the_first_attempt_committed_keeps_the_blob(
+    op: str, functions: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first attempt of a blob sent with its commit runs and its reply is lost; the server then
+    runs out of memory, so the retry's chunks are refused, and a function's call too (EVALSHA's
+    repeat, which writes nothing that needs memory, answers). The blob the first attempt committed
+    stays whole, and the call succeeds: it finds its own upload committed."""
+    server = RedisServer(_binary())
+    m = RedisJobDefManager(
+        server.url, namespace="retry-oom", chunk_size=256 * 1024, functions=functions,
+        retries=2, backoff_base=0.001, backoff_cap=0.002,
+    )  # fmt: skip
+    admin = redis.Redis.from_url(server.url)
+    real = redisjobs._connection._staged
+    attempts: list[int] = []
+
+    def first_reply_lost(*args: Any) -> Any:
+        replies = real(*args)
+        attempts.append(1)
+        if len(attempts) == 1:
+            used = int(admin.info("memory")["used_memory"])
+            admin.config_set("maxmemory", str(used - 1))  # full now (noeviction)
+            raise redis.exceptions.ConnectionError("reply lost")
+        return replies
+
+    try:
+        jid = "retry-oom"
+        if op == "save_workspace":
+            m.create({"job_id": jid}, b"small")
+        blob = os.urandom(3 * 256 * 1024)
+        monkeypatch.setattr(redisjobs._connection, "_staged", first_reply_lost)
+        if op == "create":
+            assert m.create({"job_id": jid}, blob)["job_id"] == jid
+        else:
+            m.save_workspace(jid, blob)
+        assert len(attempts) == 2
+        admin.config_set("maxmemory", "0")
+        stored = (
+            m.get_content({"job_id": jid}) if op == "create" else m.get_storage_component(jid, "workspace")
+        )
+        assert stored == blob
+        assert m.check_invariants() == []
+    finally:
+        admin.config_set("maxmemory", "0")
+        admin.close()
+        m.close()
+        server.stop()
+
+
 @pytest.mark.parametrize("op", ["create", "save_workspace"])
 def test_memory_that_runs_out_mid_blob_refuses_the_commit_sent_with_it(op: str) -> None:
     """A blob of a few chunks is sent in one write with the script that commits it. Redis checks
