@@ -406,6 +406,18 @@ def test_connections_cut_at_random_leave_each_call_done_once_or_clearly_failed(
         direct.close()
 
 
+def _through_proxy(
+    proxy: Proxy, redis_url: str, namespace: str, functions: bool
+) -> tuple[RedisJobDefManager, RedisJobDefManager]:
+    """A manager that reaches the server through the proxy, retrying quickly, and one that
+    reaches it directly, to look at what happened."""
+    m = RedisJobDefManager(
+        proxy.url, namespace=namespace, retries=3, backoff_base=0.005, backoff_cap=0.05,
+        socket_timeout=5.0, functions=functions, **CHUNKED,
+    )  # fmt: skip
+    return m, RedisJobDefManager(redis_url, namespace=namespace, **CHUNKED)
+
+
 # Each public call, with the reply to its first write lost after the server applied it: the
 # retry must not apply it twice, nor report a failure that the first attempt's success caused.
 LOST_REPLY_CASES = [
@@ -427,11 +439,7 @@ LOST_REPLY_CASES = [
 def test_a_lost_reply_is_retried_without_applying_the_call_twice(
     case: str, functions: bool, proxy: Proxy, redis_url: str, namespace: str
 ) -> None:
-    m = RedisJobDefManager(
-        proxy.url, namespace=namespace, retries=3, backoff_base=0.005, backoff_cap=0.05,
-        socket_timeout=5.0, functions=functions, **CHUNKED,
-    )  # fmt: skip
-    direct = RedisJobDefManager(redis_url, namespace=namespace, **CHUNKED)
+    m, direct = _through_proxy(proxy, redis_url, namespace, functions)
     jid = "lost-" + uuid.uuid4().hex[:8]
     content, old_ws, new_ws = os.urandom(2500), os.urandom(4500), os.urandom(9000)
     try:
@@ -511,11 +519,7 @@ def test_a_blob_resent_with_its_commit_leaves_no_registration_for_gc(
     after the server ran it sends the whole again, which registers the upload again: the
     script's repeat must drop that registration, else gc takes the chunks for an abandoned
     upload's and frees the job's blob."""
-    m = RedisJobDefManager(
-        proxy.url, namespace=namespace, retries=3, backoff_base=0.005, backoff_cap=0.05,
-        socket_timeout=5.0, functions=functions, **CHUNKED,
-    )  # fmt: skip
-    direct = RedisJobDefManager(redis_url, namespace=namespace, **CHUNKED)
+    m, direct = _through_proxy(proxy, redis_url, namespace, functions)
     jid = "resent-" + uuid.uuid4().hex[:8]
     content, old_ws, new_ws = os.urandom(3000), os.urandom(2000), os.urandom(3500)  # <= 4 chunks
     try:
