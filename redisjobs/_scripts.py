@@ -152,6 +152,12 @@ def _function_missing(error: Exception) -> bool:
     )
 
 
+def _cross_slot(error: Exception) -> bool:
+    """Whether an error reply refuses keys of several hash slots (redis-py names the error by its
+    CROSSSLOT code, and drops the code from the message)."""
+    return isinstance(error, redis.exceptions.ClusterCrossSlotError) or str(error).startswith("CROSSSLOT")
+
+
 def load_library(lane: Lane) -> bool:
     """Load ``library()`` on the lane's server; False if it cannot be (Redis before 7, a user
     without FUNCTION LOAD, a proxy that does not pass it): the caller runs EVAL scripts then."""
@@ -270,8 +276,16 @@ class LaneScript:
             self._load()
             return self._lane.execute_packed(again, 1 + more)
 
+    #: Whether ``run_after`` may pass keys of other hash slots (see ``checked`` there): until a
+    #: server refuses it (CROSSSLOT: a proxy in front of several shards, or a cluster node).
+    cross_slot = True
+
     def run_after(
-        self, head: list[bytes | memoryview], queued: int, build: Callable[[], tuple[list[Any], list[Any]]]
+        self,
+        head: list[bytes | memoryview],
+        queued: int,
+        build: Callable[[], tuple[list[Any], list[Any]]],
+        checked: int = 0,
     ) -> tuple[Any, redis.exceptions.ResponseError | None]:
         """``queued`` commands packed in ``head``, then this script with the keys and arguments
         that ``build()`` returns, in one round trip. ``build`` runs once, after the head is sent,
@@ -283,7 +297,12 @@ class LaneScript:
 
         A retry (a connection lost) sends it all again, and it may have run: the script must then
         tell its own first run, and undo anything the head's second run redid that the first
-        run's script undid (an upload's registration)."""
+        run's script undid (an upload's registration).
+
+        The last ``checked`` keys are the head's, of another hash slot, given for the script to
+        check. A server that refuses a script on keys of several slots (CROSSSLOT) gets it again
+        without them, once every reply to the head is known good, and ``cross_slot`` turns false
+        (the caller stops sending them so)."""
         call: list[list[Any]] = []
 
         def tail() -> list[bytes | memoryview]:
@@ -295,11 +314,18 @@ class LaneScript:
         *replies, reply = self._lane.execute_staged(head, tail, queued + 1)
         refused = next((r for r in replies if isinstance(r, redis.exceptions.ResponseError)), None)
         if isinstance(reply, redis.exceptions.ResponseError):
+            keys, args = call
+            if checked and _cross_slot(reply):
+                self.cross_slot = False
+                if refused is not None:
+                    raise refused  # (the script did not run)
+                # Every command of the head was done: what the script would check holds.
+                return self(keys[: len(keys) - checked], args), None
             if not _function_missing(reply):
                 raise reply
             # The head ran, the script did not: load it and run it alone.
             self._load()
-            reply = self(*call)
+            reply = self(keys, args)
         return reply, refused
 
     def _load(self) -> None:

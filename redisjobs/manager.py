@@ -716,7 +716,8 @@ class RedisJobDefManager:
         create = self._s.create
         # Content of a few chunks, given as bytes, travels with the script in one round trip (the
         # chunks sent first, hashed while the server reads them); any other is staged first.
-        piped = self.blobs.piped(jid, "data", content) if isinstance(create, LaneScript) else None
+        pipes = isinstance(create, LaneScript) and create.cross_slot
+        piped = self.blobs.piped(jid, "data", content) if pipes else None
         writer: Upload
         if piped is None:
             manifest, writer = self.blobs.stage(jid, "data", content)
@@ -755,7 +756,7 @@ class RedisJobDefManager:
             else:
                 keys += piped.chunk_keys()  # (KEYS[10..]: the script checks they are all there)
                 code, refused = create.run_after(
-                    *piped.head(), functools.partial(_with_manifest, keys, args, piped)
+                    *piped.head(), functools.partial(_with_manifest, keys, args, piped), piped.chunks
                 )
         except redis.exceptions.ResponseError:
             # Refused by the server (out of memory, ...): this send of the script did not run. If
@@ -1410,9 +1411,9 @@ class RedisJobDefManager:
 
     def _put_component(self, jid: str, component: str, data: BlobSource, *, consume: bool = True) -> str:
         # (A few chunks given as bytes travel with the commit in one round trip: see _store_new.)
-        piped = (
-            self.blobs.piped(jid, component, data) if isinstance(self._s.commit_blob, LaneScript) else None
-        )
+        commit = self._s.commit_blob
+        pipes = isinstance(commit, LaneScript) and commit.cross_slot
+        piped = self.blobs.piped(jid, component, data) if pipes else None
         if piped is None:
             manifest, writer = self.blobs.stage(jid, component, data)
             self._put_commit(jid, component, manifest, writer)
@@ -1435,6 +1436,7 @@ class RedisJobDefManager:
                 (code, *rest), refused = commit.run_after(
                     *writer.head(),
                     lambda: (keys, [component, dumps(writer.manifest()), *writer.commit_args()]),
+                    writer.chunks,
                 )
             else:
                 code, *rest = commit(keys=keys, args=[component, dumps(manifest), *writer.commit_args()])

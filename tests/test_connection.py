@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from redis.exceptions import DataError
 from redisjobs import RedisJobDefManager, RunStatus
 from redisjobs._connection import LARGE_ARGUMENT, Lane, Packer, bulks, bulks_prefixed, lane_for, make_retry
 from redisjobs._scripts import LaneScript, library
+from redisjobs.server import RedisServer, _cluster_port, find_redis_server
 
 
 def test_a_large_value_is_handed_to_the_socket_without_a_copy() -> None:
@@ -590,3 +592,38 @@ def test_a_health_check_that_reconnects_does_not_leave_a_call_reading_the_old_co
         admin.delete(key)
         admin.close()
         client.close()
+
+
+@pytest.mark.real
+def test_a_server_that_refuses_scripts_on_two_slots_gets_blob_commits_without_the_chunk_keys() -> None:
+    """One endpoint in front of several shards (a sharding proxy; here a one-node Redis Cluster
+    reached as a plain server) refuses a script whose keys lie in two hash slots (CROSSSLOT). A
+    blob sent with its commit names its chunk keys for the script to check: the commit is sent
+    again without them, its chunks being known stored, and later blobs are staged first."""
+    binary = find_redis_server()
+    assert binary is not None
+    server = RedisServer(binary, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                         port=_cluster_port())  # fmt: skip
+    admin = redis.Redis(port=server.port)
+    m = RedisJobDefManager(server.url, namespace="two-slots", chunk_size=1024, inline_max=0)
+    try:
+        admin.execute_command("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+        deadline = time.monotonic() + 10
+        while b"cluster_state:ok" not in admin.execute_command("CLUSTER", "INFO"):
+            assert time.monotonic() < deadline, "the one-node cluster did not come up"
+            time.sleep(0.05)
+        content, workspace, later = os.urandom(3000), os.urandom(2500), os.urandom(3500)
+        jid = m.create({"name": "a"}, content)["job_id"]
+        assert m._s.create.cross_slot is False
+        m.save_workspace(jid, workspace)
+        assert m._s.commit_blob.cross_slot is False
+        second = m.create({"name": "b"}, later)["job_id"]
+        assert m.get_content({"job_id": jid}) == content
+        assert m.get_storage_component(jid, "workspace") == workspace
+        assert m.get_content({"job_id": second}) == later
+        assert m.client.zcard(m.keys.uploads) == 0
+        assert m.check_invariants() == []
+    finally:
+        m.close()
+        admin.close()
+        server.stop()
