@@ -37,7 +37,7 @@ from typing import Any
 import orjson
 
 from ._archive import zip_paths
-from ._connection import Lane, bulks
+from ._connection import Lane, pack
 from ._errors import BlobCorrupt, BlobNotFound, BlobTooLarge
 from ._keys import Keys
 
@@ -227,13 +227,7 @@ class ChunkWriter:
         if len(rest):
             self._pending.append(rest)
         self._send()
-        return {
-            "v": self.version,
-            "size": self.size,
-            "chunks": self.chunks,
-            "cs": self.chunk_size,
-            "sha256": self._sha.hexdigest(),
-        }
+        return _chunked_manifest(self.version, self.size, self.chunks, self.chunk_size, self._sha.hexdigest())
 
     def _keep_inline(self, data: bytes, sha256: str) -> dict[str, Any]:
         self.inline, self.registration = data, b""
@@ -292,28 +286,16 @@ class PipedUpload:
     def head(self) -> tuple[list[bytes | memoryview], int]:
         """The commands sent before the hash is known, packed (the chunks as views of the data,
         not copied): the registration, then the chunks; and how many commands that is."""
-        reg = bulks([b"ZADD", self._keys.uploads.encode(), repr(time.time()).encode(), self.registration])
-        pieces: list[bytes | memoryview] = [b"*4\r\n" + reg]
+        pieces = pack("ZADD", self._keys.uploads, repr(time.time()), self.registration)
         cs = self.chunk_size
         for i, key in enumerate(self.chunk_keys()):
-            piece = self._data[i * cs : (i + 1) * cs]
-            name = key.encode()
-            pieces += [
-                b"*3\r\n$3\r\nSET\r\n$%d\r\n%b\r\n$%d\r\n" % (len(name), name, len(piece)),
-                piece,
-                b"\r\n",
-            ]
+            pieces += pack("SET", key, self._data[i * cs : (i + 1) * cs])
         return pieces, 1 + self.chunks
 
     def manifest(self) -> dict[str, Any]:
         """The manifest of this version (hashes the data: call it once)."""
-        return {
-            "v": self.version,
-            "size": self.size,
-            "chunks": self.chunks,
-            "cs": self.chunk_size,
-            "sha256": hashlib.sha256(self._data).hexdigest(),
-        }
+        sha256 = hashlib.sha256(self._data).hexdigest()
+        return _chunked_manifest(self.version, self.size, self.chunks, self.chunk_size, sha256)
 
     def commit_args(self) -> list[bytes | str]:
         """As ``ChunkWriter.commit_args``: the registration to drop, not inline."""
@@ -342,6 +324,10 @@ def _sha256(data: bytes) -> str:
 
 def _inline_manifest(version: str, size: int, sha256: str) -> dict[str, Any]:
     return {"v": version, "size": size, "chunks": 0, "inline": True, "sha256": sha256}
+
+
+def _chunked_manifest(version: str, size: int, chunks: int, chunk_size: int, sha256: str) -> dict[str, Any]:
+    return {"v": version, "size": size, "chunks": chunks, "cs": chunk_size, "sha256": sha256}
 
 
 def chunk_keys(keys: Keys, jid: str, component: str, manifest: dict[str, Any]) -> list[str]:

@@ -714,15 +714,7 @@ class RedisJobDefManager:
         approvals = _split_approvals(jid, fields, self.max_meta_bytes)
         encoded = encode_fields(jid, fields, max_bytes=self.max_meta_bytes)
         create = self._s.create
-        # Content of a few chunks, given as bytes, travels with the script in one round trip (the
-        # chunks sent first, hashed while the server reads them); any other is staged first.
-        pipes = isinstance(create, LaneScript) and create.cross_slot
-        piped = self.blobs.piped(jid, "data", content) if pipes else None
-        writer: Upload
-        if piped is None:
-            manifest, writer = self.blobs.stage(jid, "data", content)
-        else:
-            manifest, writer = None, piped
+        manifest, writer = self._upload(create, jid, "data", content)
         k = self.keys
         keys = [
             k.job(jid),
@@ -750,14 +742,14 @@ class RedisJobDefManager:
         ]
         refused = None  # a chunk the server refused (piped): what a failure code stands for
         try:
-            if piped is None:
+            if isinstance(writer, PipedUpload):
+                keys += writer.chunk_keys()  # (KEYS[10..]: the script checks they are all there)
+                code, refused = create.run_after(
+                    *writer.head(), functools.partial(_with_manifest, keys, args, writer), writer.chunks
+                )
+            else:
                 args[12] = dumps(manifest)
                 code = create(keys=keys, args=args)
-            else:
-                keys += piped.chunk_keys()  # (KEYS[10..]: the script checks they are all there)
-                code, refused = create.run_after(
-                    *piped.head(), functools.partial(_with_manifest, keys, args, piped), piped.chunks
-                )
         except redis.exceptions.ResponseError:
             # Refused by the server (out of memory, ...): this send of the script did not run. If
             # an earlier one of this call did (a retry), the job holds this very upload: created.
@@ -1409,16 +1401,21 @@ class RedisJobDefManager:
             with open(out, "rb") as f:
                 return f.read()
 
+    def _upload(
+        self, script: Any, jid: str, component: str, content: BlobSource
+    ) -> tuple[dict[str, Any] | None, Upload]:
+        """The upload of ``content`` for ``script`` to commit, with its manifest: content of a few
+        chunks given as bytes travels with the script, in one round trip (the chunks sent first,
+        hashed while the server reads them: no manifest yet); any other is staged now."""
+        if isinstance(script, LaneScript) and script.cross_slot:
+            piped = self.blobs.piped(jid, component, content)
+            if piped is not None:
+                return None, piped
+        return self.blobs.stage(jid, component, content)
+
     def _put_component(self, jid: str, component: str, data: BlobSource, *, consume: bool = True) -> str:
-        # (A few chunks given as bytes travel with the commit in one round trip: see _store_new.)
-        commit = self._s.commit_blob
-        pipes = isinstance(commit, LaneScript) and commit.cross_slot
-        piped = self.blobs.piped(jid, component, data) if pipes else None
-        if piped is None:
-            manifest, writer = self.blobs.stage(jid, component, data)
-            self._put_commit(jid, component, manifest, writer)
-        else:
-            self._put_commit(jid, component, None, piped)
+        manifest, writer = self._upload(self._s.commit_blob, jid, component, data)
+        self._put_commit(jid, component, manifest, writer)
         if consume and _is_path(data):
             _consume(data)
         return f"redisjobs://{self.namespace}/{jid}/{component}"

@@ -278,12 +278,12 @@ def _client_methods() -> set[str]:
 def _lane_commands() -> set[str]:
     """Commands sent over a manager's lane (``lane.execute("CMD", ...)``, ``execute_many``), with
     the subcommand of a container command (``SCRIPT LOAD`` is ``script|load``); and commands
-    packed by hand, as bytes (``b"*3\\r\\n$3\\r\\nSET\\r\\n..."``, ``bulks([b"ZADD", ...])``)."""
+    packed by hand, as bytes (``b"*3\\r\\n$3\\r\\nSET\\r\\n..."``, ``bulks([b"ZRANGE", ...])``, ``pack("SET", ...)``)."""
     found: set[str] = set()
     for path in PACKAGE.glob("*.py"):
         text = path.read_text()
         found.update(c.lower() for c in re.findall(r"\*\d\\r\\n\$\d+\\r\\n([A-Z]+)\\r\\n", text))
-        found.update(c.lower() for c in re.findall(r'bulks\(\[b"([A-Z]+)"', text))
+        found.update(c.lower() for c in re.findall(r'(?:bulks\(\[b|\bpack\()"([A-Z]+)"', text))
         for line in text.splitlines():
             if "lane.execute" in line or "self._command = " in line:  # (a lane script's command)
                 for name, sub in re.findall(r'\("([A-Z]+)"(?:, "([A-Z]+)")?', line):
