@@ -31,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -600,6 +600,8 @@ class GcReport:
     jobs_expired: int = 0
     #: events trimmed from the stream by age
     events_trimmed: int = 0
+    #: function libraries of other versions of redisjobs deleted from the server (``old_functions``)
+    functions_dropped: list[str] = field(default_factory=list)
 
 
 def collect_garbage(client: Any, keys: Keys, grace: float, batch: int = 500) -> GcReport:

@@ -144,6 +144,48 @@ def library() -> tuple[str, str, dict[str, str]]:
     return f"redisjobs_{digest}", code.replace("@@DIGEST@@", digest), functions
 
 
+#: The name of a library that ``library()`` of some version of redisjobs made.
+_LIBRARY_NAME = re.compile(rb"redisjobs_[0-9a-f]{12}")
+
+
+def drop_old_libraries(client: Any) -> list[str]:
+    """Delete from the server the function libraries of other versions of redisjobs, and return
+    their names; this version's stays.
+
+    Every version loads a library of its own (named by a digest of its code), and nothing deletes
+    one: a server that has seen upgrades keeps every version's. A manager of another version that
+    still runs loads its library again at its next call (one more round trip), as after a
+    restart, so dropping them is safe while servers run. Function libraries belong to the whole
+    server, not to a namespace: this needs a user who may run ``FUNCTION LIST`` and
+    ``FUNCTION DELETE`` (the namespace users of ``redisjobs.acl`` may not). Nothing to drop, and
+    ``[]``, where the server has no functions (Redis before 7) or on a cluster, where a manager
+    never loads them."""
+    if is_cluster(client):
+        return []
+    try:
+        listed = client.function_list(library="redisjobs_*")
+    except redis.exceptions.ResponseError as e:
+        if "unknown command" in str(e).lower():
+            return []
+        raise
+    current = library()[0].encode()
+    dropped = []
+    for entry in listed:
+        # (a flat list of field, value; over RESP3 a map)
+        fields = entry if isinstance(entry, dict) else dict(zip(entry[::2], entry[1::2], strict=True))
+        name = fields.get(b"library_name", fields.get("library_name"))
+        name = name.encode() if isinstance(name, str) else name
+        if isinstance(name, bytes) and _LIBRARY_NAME.fullmatch(name) and name != current:
+            try:
+                client.function_delete(name)
+            except redis.exceptions.ResponseError as e:
+                if "library not found" not in str(e).lower():  # (another process dropped it first)
+                    raise
+                continue
+            dropped.append(name.decode())
+    return sorted(dropped)
+
+
 def _function_missing(error: Exception) -> bool:
     """Whether an error reply says the script or function called is not on the server (flushed,
     or a restarted server without persistence): load it, and send again."""

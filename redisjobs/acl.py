@@ -42,6 +42,10 @@ other secrets, and cannot be limited to one parameter): the manager's start-up c
 knows neither the command nor the rule ``+client|setinfo``; on 7.2 and later, add the rule to keep
 ``ACL LOG`` quiet). A refusal is one ``ACL LOG`` entry, counted, not repeated.
 
+Not granted, and refused: ``FUNCTION LIST`` and ``FUNCTION DELETE``, which only
+``gc(old_functions=True)`` (``redisjobs gc --old-functions``) sends, to delete the libraries of other
+versions of redisjobs: for the same reason, that is for an administrator.
+
 ACL users are not replicated: with replicas (``wait_replicas``, Sentinel), create the user on every
 node that may become the master. The Sentinels have users of their own. A Redis Cluster client
 sends more (``CLUSTER SHARDS``, ``COMMAND``, ...): these rules are not made, nor tested, for one.

@@ -833,19 +833,40 @@ def used_memory(m: RedisJobDefManager) -> int | None:
 @click.option(
     "--event-days", type=click.FloatRange(0), metavar="DAYS", help="Trim events older than DAYS days."
 )
-def gc(grace: float, keep_last: int | None, keep_days: float | None, event_days: float | None) -> None:
+@click.option(
+    "--old-functions",
+    is_flag=True,
+    help="Also delete the function libraries that other versions of redisjobs loaded on the server "
+    "(needs a user who may run FUNCTION LIST and FUNCTION DELETE).",
+)
+def gc(
+    grace: float,
+    keep_last: int | None,
+    keep_days: float | None,
+    event_days: float | None,
+    old_functions: bool,
+) -> None:
     """Apply a retention policy, then free blob chunks that nothing references.
 
     Chunks of uploads abandoned for longer than --grace, of deleted jobs and of replaced versions.
     Without --keep-last, --keep-days or --event-days, no job or event is removed. Safe while other
-    processes write.
+    processes write: with --old-functions too (a server of another version still running loads
+    its library again).
     """
-    report = _store().gc(grace, retention=Retention(keep_last, keep_days, event_days))
+    report = _store().gc(
+        grace, retention=Retention(keep_last, keep_days, event_days), old_functions=old_functions
+    )
     click.echo(
         f"expired {report.jobs_expired} finished jobs, trimmed {report.events_trimmed} events; "
         f"freed {report.chunks_freed} chunks ({report.abandoned_uploads} abandoned uploads); "
         f"looked at {report.chunks_scanned} chunks"
     )
+    if old_functions:
+        dropped = report.functions_dropped
+        click.echo(
+            f"dropped {len(dropped)} function libraries of other versions"
+            + (f": {', '.join(dropped)}" if dropped else "")
+        )
 
 
 @main.command()

@@ -99,7 +99,7 @@ from ._errors import (
 from ._events import Event, Settled
 from ._keys import Keys
 from ._lifecycle import FINISHED, STATUSES
-from ._scripts import LaneScript, ReplicaTimeout, Scripts, run_marked
+from ._scripts import LaneScript, ReplicaTimeout, Scripts, drop_old_libraries, run_marked
 from ._types import Job, RunStatus, SubmitRecordState
 
 log = logging.getLogger("redisjobs")
@@ -1563,17 +1563,29 @@ class RedisJobDefManager:
         return io.BufferedReader(BlobReader(first), buffer_size=self.chunk_size)
 
     @_guarded
-    def gc(self, grace: float = DEFAULT_GC_GRACE, *, retention: Retention | None = None) -> GcReport:
+    def gc(
+        self,
+        grace: float = DEFAULT_GC_GRACE,
+        *,
+        retention: Retention | None = None,
+        old_functions: bool = False,
+    ) -> GcReport:
         """Apply the retention policy (``retention``, else the manager's: see ``keep_finished``,
         ``keep_finished_days``, ``event_max_age_days``), then free blob chunks nothing references:
         uploads abandoned for more than ``grace`` seconds (a writer that crashed), chunks of
         deleted jobs and of replaced versions, and any other orphan. Works in bounded batches; safe
-        to run while other processes write. Returns what it did."""
+        to run while other processes write. Returns what it did.
+
+        With ``old_functions``, also delete the function libraries that other versions of
+        redisjobs loaded on the server (see ``drop_old_libraries``: it needs a user who may run
+        ``FUNCTION LIST`` and ``FUNCTION DELETE``)."""
         policy = retention or self.retention
         expired = self._expire_finished(policy)
         trimmed = self._trim_events(policy)
         report = collect_garbage(self.client, self.keys, grace, self.batch_size)
         report.jobs_expired, report.events_trimmed = expired, trimmed
+        if old_functions:
+            report.functions_dropped = drop_old_libraries(self.client)
         return report
 
     def _expire_finished(self, policy: Retention) -> int:

@@ -314,6 +314,19 @@ def test_gc_frees_orphan_chunks(run: Run, store: RedisJobDefManager) -> None:
     assert "freed 1 chunks (0 abandoned uploads)" in ok(run("gc", "--grace", "0"))
 
 
+def test_gc_drops_other_versions_function_libraries_when_asked(run: Run, store: RedisJobDefManager) -> None:
+    store.client.function_load(
+        "#!lua name=redisjobs_0123456789ab\n"
+        "redis.register_function('rj_0123456789ab_x', function() return 1 end)"
+    )
+    assert "function libraries" not in ok(run("gc"))
+    out = ok(run("gc", "--old-functions")).splitlines()
+    assert out[-1] == "dropped 1 function libraries of other versions: redisjobs_0123456789ab"
+    assert (
+        ok(run("gc", "--old-functions")).splitlines()[-1] == "dropped 0 function libraries of other versions"
+    )
+
+
 def test_gc_applies_a_retention_policy(run: Run, store: RedisJobDefManager, tmp_path: Path) -> None:
     ids = [submitted(run, job_folder(tmp_path / str(i))) for i in range(3)]
     for jid in ids:

@@ -3,6 +3,7 @@ single-command calls use."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -15,6 +16,7 @@ from redis._parsers.encoders import Encoder
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import DataError
 
+import redisjobs._scripts
 from redisjobs import RedisJobDefManager, RunStatus
 from redisjobs._connection import LARGE_ARGUMENT, Lane, Packer, bulks, bulks_prefixed, lane_for, make_retry
 from redisjobs._scripts import LaneScript, library
@@ -197,6 +199,68 @@ def test_the_scripts_run_as_a_function_library_where_the_server_loads_it(
     finally:
         m.close()
         admin.close()
+
+
+def _libraries(admin: redis.Redis) -> set[str]:
+    return {lib[b"library_name"].decode() for lib in map(_pairs, admin.function_list())}
+
+
+def _other_version() -> tuple[str, str, dict[str, str]]:
+    """``library()`` as another version of redisjobs makes it: the same scripts under another digest."""
+    name, code, names = library()
+    digest = name.removeprefix("redisjobs_")
+    return (
+        "redisjobs_0123456789ab",
+        code.replace(digest, "0123456789ab"),
+        {script: function.replace(digest, "0123456789ab") for script, function in names.items()},
+    )
+
+
+@pytest.mark.real
+def test_gc_drops_the_function_libraries_of_other_versions_only_when_asked(
+    redis_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = redis.Redis.from_url(redis_url)
+    with monkeypatch.context() as patched:  # a server of the older version, which keeps running
+        patched.setattr(redisjobs._scripts, "library", _other_version)
+        old = RedisJobDefManager(redis_url, namespace=namespace)
+        jid = old.create({"name": "a"}, b"x")["job_id"]
+    new = RedisJobDefManager(redis_url, namespace=namespace)
+    foreign = "#!lua name=redisjobs_notours\nredis.register_function('notours_f', function() return 1 end)"
+    admin.function_load(foreign)  # (a name that no version of redisjobs makes)
+    try:
+        current = library()[0]
+        assert {current, "redisjobs_0123456789ab", "redisjobs_notours"} <= _libraries(admin)
+        assert new.gc(grace=0).functions_dropped == []  # not asked
+        assert "redisjobs_0123456789ab" in _libraries(admin)
+
+        assert new.gc(grace=0, old_functions=True).functions_dropped == ["redisjobs_0123456789ab"]
+        assert {current, "redisjobs_notours"} <= _libraries(admin)
+        assert "redisjobs_0123456789ab" not in _libraries(admin)
+        assert new.gc(grace=0, old_functions=True).functions_dropped == []
+
+        # The older server's next call loads its library again, and runs.
+        before = _calls(admin)
+        with monkeypatch.context() as patched:
+            patched.setattr(redisjobs._scripts, "library", _other_version)
+            assert old.set_status(jid, RunStatus.FINISHED_ABORTED) is True
+        assert _calls(admin)["fcall"] - before["fcall"] == 2  # refused once, then run
+        assert "redisjobs_0123456789ab" in _libraries(admin)
+        assert new.get_job(jid).meta["status"] == "FINISHED:ABORTED"
+        assert new.check_invariants() == []
+    finally:
+        old.close()
+        new.close()
+        for name in ("redisjobs_0123456789ab", "redisjobs_notours"):
+            with contextlib.suppress(redis.exceptions.ResponseError):
+                admin.function_delete(name)
+        admin.close()
+
+
+def test_gc_leaves_this_versions_function_library(store: RedisJobDefManager) -> None:
+    jid = store.create({"name": "a"}, b"x")["job_id"]
+    assert store.gc(grace=0, old_functions=True).functions_dropped == []  # (fakeredis: no library)
+    assert store.set_status(jid, RunStatus.FINISHED_ABORTED) is True
 
 
 def _pairs(flat: list[Any]) -> dict[bytes, Any]:

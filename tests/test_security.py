@@ -251,9 +251,16 @@ CLIENT_METHODS = {
 NOT_COMMANDS = {"pipeline", "execute", "close", "get_nodes"}
 #: Sent, refused on purpose, and tolerated by the manager (CONFIG GET would reveal requirepass).
 REFUSED_ON_PURPOSE = {"config_get"}
+#: Sent only by ``gc(old_functions=True)``, an administrator's act (function libraries belong to the
+#: whole server), and not granted: a namespace user gets the refusal.
+ADMIN_ONLY = {"function_list", "function_delete"}
 #: The same over a lane: FUNCTION LOAD (a user who may load functions can replace other users'),
 #: and so FCALL, which is sent only once the library is loaded.
 LANE_REFUSED_ON_PURPOSE = {"function|load", "fcall"}
+#: A function library as another version of redisjobs names its own (by a digest of its code).
+OTHER_VERSION = (
+    "#!lua name=redisjobs_0123456789ab\nredis.register_function('rj_0123456789ab_x', function() return 1 end)"
+)
 #: redis-py's own handshake: HELLO (or AUTH) with the credentials, SELECT for a database other than 0.
 HANDSHAKE = {"hello", "auth", "select"}
 
@@ -278,7 +285,8 @@ def _client_methods() -> set[str]:
 def _lane_commands() -> set[str]:
     """Commands sent over a manager's lane (``lane.execute("CMD", ...)``, ``execute_many``), with
     the subcommand of a container command (``SCRIPT LOAD`` is ``script|load``); and commands
-    packed by hand, as bytes (``b"*3\\r\\n$3\\r\\nSET\\r\\n..."``, ``bulks([b"ZRANGE", ...])``, ``pack("SET", ...)``)."""
+    packed by hand, as bytes (``b"*3\\r\\n$3\\r\\nSET\\r\\n..."``, ``bulks([b"ZRANGE", ...])``,
+    ``pack("SET", ...)``)."""
     found: set[str] = set()
     for path in PACKAGE.glob("*.py"):
         text = path.read_text()
@@ -297,7 +305,8 @@ def test_the_rules_allow_exactly_the_commands_redisjobs_sends() -> None:
     assert {"hset", "xadd", "time", "smove"} <= lua  # the scan finds them
     assert {"evalsha", "script|load", "hgetall", "hget", "mget", *LANE_REFUSED_ON_PURPOSE} <= lane
     lane -= LANE_REFUSED_ON_PURPOSE
-    unknown = methods - set(CLIENT_METHODS) - NOT_COMMANDS - REFUSED_ON_PURPOSE
+    assert methods >= ADMIN_ONLY  # the scan finds them
+    unknown = methods - set(CLIENT_METHODS) - NOT_COMMANDS - REFUSED_ON_PURPOSE - ADMIN_ONLY
     assert unknown == set(), f"new redis-py calls: add their commands to redisjobs.acl.COMMANDS: {unknown}"
     for path in PACKAGE.glob("*.py"):  # INFO is allowed for its memory section only
         assert re.findall(r"client\.info\(([^)]*)\)", path.read_text()) in ([], ['"memory"']), path.name
@@ -424,15 +433,24 @@ def test_every_public_method_works_as_the_namespace_user(
 
     try:
         drive_whole_api(m, tmp_path, before_gc=stats)
+        # An administrator's act, refused before anything is deleted (the default user loaded one).
+        admin.function_load(OTHER_VERSION)
+        with pytest.raises(redis.exceptions.NoPermissionError, match="function"):
+            m.gc(grace=0, old_functions=True)
+        assert "redisjobs_0123456789ab" in str(admin.function_list())
     finally:
         m.close()
+        with contextlib.suppress(redis.exceptions.ResponseError):
+            admin.function_delete("redisjobs_0123456789ab")
     # Nothing was refused but what the module's docstring names (CONFIG GET, at connect; FUNCTION
-    # LOAD, once per manager: its scripts then run by EVALSHA).
+    # LOAD, once per manager: its scripts then run by EVALSHA; FUNCTION LIST, by gc(old_functions=True)).
     assert _denials(admin, _user_of(url)) <= {
         ("command", "config|get"),
         ("command", "client|setinfo"),
         ("command", "function|load"),
+        ("command", "function|list"),
     }
+    assert ("command", "function|list") in _denials(admin, _user_of(url))
     assert m._s.update.function is None and m._s.claim.function is None
     left = [k.decode() for k in _keys_of(admin, ns)]  # no job, manifest or chunk
     assert left and not [k for k in left if re.search(r":(job|blobs|inline):|:chunk:", k)]
