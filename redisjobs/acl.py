@@ -92,7 +92,7 @@ COMMANDS: dict[str, str] = {
     "set": "lua: request records; Python: blob chunks",
     "zadd": "lua: indexes, queue, leases; Python: upload registrations",
     "zrange": "lua: claim; Python: queue, indexes (check_invariants, gc)",
-    "zrangebyscore": "lua: dueLeases; Python: iter_job_ids, page_jobs, gc",
+    "zrangebyscore": "lua: dueLeases; Python: iter_job_ids, page_jobs, get_jobs_to_schedule, gc",
     "zrem": "lua: indexes; Python: upload registrations",
     "zscore": "lua: sequence numbers, leases; Python: lease_of, gc retention",
     # from Python only (redisjobs/*.py)

@@ -303,10 +303,12 @@ def _finished_at(submitted: Any, start: Any, duration: Any) -> float:
     return 0.0
 
 
-def _check_lease(lease: object) -> None:
-    """A lease is a number of seconds above 0, up to 30 days (NaN and infinity are not)."""
+def _lease_ms(lease: object) -> int:
+    """A lease (a number of seconds above 0, up to 30 days; NaN and infinity are not) in whole
+    milliseconds, the server's unit, and at least one: a shorter one would run out on arrival."""
     if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not 0 < lease <= 86_400 * 30:
         raise ValueError(f"lease must be a number of seconds above 0, up to 30 days, got {lease!r}")
+    return max(1, round(lease * 1000))
 
 
 def _seen(candidates: list[bytes], got: list[Any], stale: int) -> int:
@@ -923,20 +925,43 @@ class RedisJobDefManager:
         Reads only the queue, so its cost does not grow with the number of finished jobs; a job put
         back to SUBMITTED is schedulable again.
         """
+        # The ids first, a page per round trip; then the jobs, streamed. A page after the first
+        # starts at the score where the one before ended, not at a rank: a claim, a new job or a
+        # priority change between two pages shifts the ranks, and paging by rank would then read
+        # a job twice or skip one that stayed queued. (The start is inclusive, and ids read
+        # already are dropped: a job's score is unique, from its submit sequence.)
         ids: list[bytes] = []
-        start, lane = 0, self._lane
-        while True:  # the ids first, a page per round trip; then the jobs, streamed
-            end = start + self.batch_size - 1
-            page = (
-                lane.execute("ZRANGE", self.keys.queue, start, end)
-                if lane is not None
-                else self.client.zrange(self.keys.queue, start, end)
-            )
-            ids += page
+        seen: set[bytes] = set()
+        page = self._queue_page(None)
+        while True:
+            fresh = [jid for jid, _ in page if jid not in seen]
+            ids += fresh
             if len(page) < self.batch_size:
                 # (a job that left the queue since its id was read comes back in its new status)
                 return [job for job in self._fetch(ids) if job.meta.get("status") == _SUBMITTED]
-            start += self.batch_size
+            seen.update(fresh)
+            low = page[-1][1]
+            # A full page of ids read already: more than a page of jobs share one score (the
+            # submit sequence wrapped around 2**32), or moved back past it; go on above it.
+            page = self._queue_page(low if fresh else b"(" + low)
+
+    def _queue_page(self, low: bytes | None) -> list[tuple[bytes, bytes]]:
+        """A page of the queue, ``(id, score)`` pairs in order: its head, or from score ``low``
+        (as Redis reads a bound: a number, or ``(`` and a number for an exclusive one)."""
+        lane, queue, size = self._lane, self.keys.queue, self.batch_size
+        if lane is not None:
+            flat = (
+                lane.execute("ZRANGE", queue, 0, size - 1, "WITHSCORES")
+                if low is None
+                else lane.execute("ZRANGEBYSCORE", queue, low, "+inf", "WITHSCORES", "LIMIT", 0, size)
+            )
+            return list(zip(flat[::2], flat[1::2], strict=True))
+        pairs = (
+            self.client.zrange(queue, 0, size - 1, withscores=True)
+            if low is None
+            else self.client.zrangebyscore(queue, low, "+inf", start=0, num=size, withscores=True)
+        )
+        return [(jid, repr(score).encode()) for jid, score in pairs]
 
     @_guarded
     def get_jobs_by_status(
@@ -950,14 +975,17 @@ class RedisJobDefManager:
                 wanted = list(run_status)
             except TypeError:
                 raise InvalidStatus(None, run_status) from None
+        statuses = {check_status(None, status) for status in wanted}
         ids: set[str] = set()
-        for status in wanted:
-            key = self.keys.status(check_status(None, status))
+        for status in statuses:
+            key = self.keys.status(status)
             ids.update(m.decode() for m in self.client.sscan_iter(key, count=self.batch_size))
         ordered = sorted(ids)
         seqs = self.client.zmscore(self.keys.jobs, ordered) if ordered else []
         by_seq = sorted(zip(seqs, ordered, strict=True), key=lambda p: (p[0] is None, p[0] or 0.0))
-        return self._fetch([jid for _seq, jid in by_seq])
+        # (a job that changed status since its id was read comes back in its new status: left out)
+        jobs = self._fetch([jid for _seq, jid in by_seq])
+        return [job for job in jobs if job.meta.get("status") in statuses]
 
     @_guarded
     def get_jobs_waiting_for_review(self, reviewer_name: str, fl_ctx: FlCtx = None) -> list[Job]:
@@ -1121,11 +1149,11 @@ class RedisJobDefManager:
         ``_claim_once``): a job deleted in between is not returned, having nothing left to run.
         """
         _check_owner(owner)
-        _check_lease(lease)
+        lease_ms = _lease_ms(lease)
         if not 1 <= limit <= 1000:
             raise ValueError(f"limit must be between 1 and 1000, got {limit!r}")
         with self._owner_lock(owner):
-            return self._claim(owner, lease, limit)
+            return self._claim(owner, lease_ms, limit)
 
     def _owner_lock(self, owner: str) -> threading.Lock:
         """The lock that one owner's claims from this manager take, one at a time. The claim script
@@ -1139,7 +1167,7 @@ class RedisJobDefManager:
             locks = self._owner_locks.setdefault(_connection._forks, fresh)
         return locks[hash(owner) % _OWNER_LOCKS]
 
-    def _claim(self, owner: str, lease: float, limit: int) -> list[Job]:
+    def _claim(self, owner: str, lease_ms: int, limit: int) -> list[Job]:
         candidates = self._queue_head
         claimed: list[Job] = []
         for _attempt in range(4):
@@ -1147,7 +1175,7 @@ class RedisJobDefManager:
             # one last looked: as many as it saw taken before, twice over, and a few more.
             window = min(1000, limit + 2 * self._claim_gap + 2)
             take = limit - len(claimed)
-            got, head, stale = self._claim_once(owner, int(lease * 1000), take, take + window - 1, candidates)
+            got, head, stale = self._claim_once(owner, lease_ms, take, take + window - 1, candidates)
             seen = _seen(candidates, got, stale)
             if got and candidates:
                 hit = 1.0 if seen == min(self._claim_seen, len(candidates) - 1) else 0.0
@@ -1227,11 +1255,9 @@ class RedisJobDefManager:
         expiry (epoch seconds, the server's clock). Raises ``NotOwner`` if ``owner`` does not hold it."""
         check_job_id(jid)
         _check_owner(owner)
-        _check_lease(lease)
+        lease_ms = _lease_ms(lease)
         k = self.keys
-        code, *rest = self._s.renew(
-            keys=[k.job(jid), k.leases, k.owners], args=[jid, owner, int(lease * 1000)]
-        )
+        code, *rest = self._s.renew(keys=[k.job(jid), k.leases, k.owners], args=[jid, owner, lease_ms])
         raise_for_code(code, jid, rest, owner=owner)
         return int(rest[0]) / 1000
 

@@ -1066,6 +1066,36 @@ def test_a_job_that_leaves_the_queue_while_it_is_read_is_not_offered(
     assert ids(store.get_jobs_to_schedule()) == [b]
 
 
+@pytest.mark.parametrize("race", ["claim", "lower", "submit"])
+def test_a_change_to_the_queue_between_two_pages_skips_and_repeats_no_job(
+    make_store: Any, monkeypatch: pytest.MonkeyPatch, race: str
+) -> None:
+    """The queue is read a page at a time; another server changes it after the first page. A
+    page read by rank would then skip a job that stayed queued (the head claimed: ranks shift
+    down), or read one twice (a job moved back, or a new one ahead: ranks shift up)."""
+    store, other = make_store(batch_size=3), make_store()
+    queued = [new_job(store, job_id=f"j{i}") for i in range(1, 7)]
+    page = store._queue_page
+    pages: list[list[bytes]] = []
+
+    def racing(low: bytes | None) -> list[tuple[bytes, bytes]]:
+        got = page(low)
+        pages.append([jid for jid, _ in got])
+        if len(pages) == 1:  # another server, between the first page and the second
+            if race == "claim":
+                assert ids(other.claim("server-2")) == ["j1"]
+            elif race == "lower":
+                other.update_meta("j1", {"priority": -1})  # to the back of the queue
+            else:
+                new_job(other, job_id="j0", priority=5)  # ahead of every other
+        return got
+
+    monkeypatch.setattr(store, "_queue_page", racing)
+    expected = queued[1:] if race == "claim" else queued
+    assert ids(store.get_jobs_to_schedule()) == expected
+    assert len(pages) >= 2 and pages[0] == [b"j1", b"j2", b"j3"]
+
+
 def test_requeued_job_is_schedulable_again(store: RedisJobDefManager) -> None:
     a, b = new_job(store, job_id="a"), new_job(store, job_id="b")
     store.set_status(a, "DISPATCHED")
@@ -1107,6 +1137,25 @@ def test_get_jobs_by_status(make_store: Any) -> None:
         store.get_jobs_by_status("BOGUS")
     with pytest.raises(InvalidStatus):
         store.get_jobs_by_status(["SUBMITTED", "BOGUS"])
+
+
+def test_a_job_that_changes_status_while_it_is_listed_by_status_is_left_out(
+    store: RedisJobDefManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ids of a status are read first, then the jobs: a job that moved in between comes back
+    in its new status, and is not listed under the old one."""
+    a, b = new_job(store, job_id="a"), new_job(store, job_id="b")
+    store.set_status(a, "DISPATCHED")
+    store.set_status(b, "DISPATCHED")
+    fetch = store._fetch
+
+    def racing(ids: list[str]) -> list[Job]:
+        store.set_status(a, "FINISHED:ABORTED")  # another server, between the two reads
+        return fetch(ids)
+
+    monkeypatch.setattr(store, "_fetch", racing)
+    assert ids(store.get_jobs_by_status("DISPATCHED")) == [b]
+    assert ids(store.get_jobs_by_status(["DISPATCHED", "FINISHED:ABORTED"])) == [a, b]
 
 
 def test_get_jobs_waiting_for_review(make_store: Any) -> None:

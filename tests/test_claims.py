@@ -34,6 +34,7 @@ from redisjobs import (
     Settled,
     StatusConflict,
 )
+from redisjobs.manager import _lease_ms
 
 pytestmark = pytest.mark.cluster
 
@@ -392,6 +393,26 @@ def test_renew_validates_the_lease_and_leaves_it_as_it_was(store: RedisJobDefMan
         store.renew(jid, "srv-1", lease=lease)
     assert store.lease_of(jid) == before
     assert store.reap() == []
+
+
+def test_a_lease_is_whole_milliseconds_and_never_shorter_than_one(store: RedisJobDefManager) -> None:
+    # (The server counts leases in milliseconds: 0.4 ms made 0, a job expired on arrival.)
+    first, second = submit(store), submit(store)
+    before = time.time()
+    assert ids(store.claim("srv-1", lease=0.0004)) == [first]
+    held = store.lease_of(first)
+    assert held is not None and held[1] >= before + 0.001 - 0.0005  # (the server's ms: rounded down)
+    assert store.renew(first, "srv-1", lease=0.0004) >= before + 0.001 - 0.0005
+    assert ids(store.claim("srv-1", lease=0.3)) == [second]
+    # (0.3 * 1000 is 300.00000000000006: 300 ms, not 301; 0.0015 s, 2 ms)
+    assert [_lease_ms(x) for x in (0.0004, 0.001, 0.0015, 0.3, 30, 86_400 * 30)] == [
+        1,
+        1,
+        2,
+        300,
+        30_000,
+        2_592_000_000,
+    ]
 
 
 def test_an_owner_may_not_start_a_job_after_its_lease_ran_out(store: RedisJobDefManager) -> None:
