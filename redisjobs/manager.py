@@ -928,40 +928,49 @@ class RedisJobDefManager:
         # The ids first, a page per round trip; then the jobs, streamed. A page after the first
         # starts at the score where the one before ended, not at a rank: a claim, a new job or a
         # priority change between two pages shifts the ranks, and paging by rank would then read
-        # a job twice or skip one that stayed queued. (The start is inclusive, and ids read
-        # already are dropped: a job's score is unique, from its submit sequence.)
-        ids: list[bytes] = []
-        seen: set[bytes] = set()
-        page = self._queue_page(None)
-        while True:
-            fresh = [jid for jid, _ in page if jid not in seen]
-            ids += fresh
-            if len(page) < self.batch_size:
-                # (a job that left the queue since its id was read comes back in its new status)
-                return [job for job in self._fetch(ids) if job.meta.get("status") == _SUBMITTED]
-            seen.update(fresh)
-            low = page[-1][1]
-            # A full page of ids read already: more than a page of jobs share one score (the
-            # submit sequence wrapped around 2**32), or moved back past it; go on above it.
-            page = self._queue_page(low if fresh else b"(" + low)
+        # a job twice or skip one that stayed queued. The start is inclusive, and ids read already
+        # are dropped (a job's score is unique, from its submit sequence). The first page is read
+        # by rank, without scores: a queue shorter than a page costs one round trip, as before.
+        lane, queue, size = self._lane, self.keys.queue, self.batch_size
+        ids: list[bytes] = (
+            lane.execute("ZRANGE", queue, 0, size - 1)
+            if lane is not None
+            else self.client.zrange(queue, 0, size - 1)
+        )
+        if len(ids) == size:
+            seen = set(ids)
+            # (its last job, if still queued; else the head again, whose ids read are dropped)
+            low = self._score_text(ids[-1]) or b"-inf"
+            while True:
+                page = self._queue_page(low)
+                fresh = [jid for jid in page[::2] if jid not in seen]
+                ids += fresh
+                if len(page) < 2 * size:
+                    break
+                seen.update(fresh)
+                # A full page of ids read already: more than a page of jobs share one score (the
+                # submit sequence wrapped around 2**32), or moved back past it; go on above it.
+                low = page[-1] if fresh else b"(" + page[-1]
+        # (a job that left the queue since its id was read comes back in its new status)
+        return [job for job in self._fetch(ids) if job.meta.get("status") == _SUBMITTED]
 
-    def _queue_page(self, low: bytes | None) -> list[tuple[bytes, bytes]]:
-        """A page of the queue, ``(id, score)`` pairs in order: its head, or from score ``low``
-        (as Redis reads a bound: a number, or ``(`` and a number for an exclusive one)."""
+    def _score_text(self, jid: bytes) -> bytes | None:
+        """A queued job's score, as Redis writes it; None if it is not queued."""
+        if self._lane is not None:
+            return self._lane.execute("ZSCORE", self.keys.queue, jid)  # type: ignore[no-any-return]
+        score = self.client.zscore(self.keys.queue, jid)
+        return None if score is None else repr(score).encode()
+
+    def _queue_page(self, low: bytes) -> list[bytes]:
+        """A page of the queue from score ``low`` (as Redis reads a bound: a number, or ``(`` and a
+        number for an exclusive one), in order: id, score, id, score, ..."""
         lane, queue, size = self._lane, self.keys.queue, self.batch_size
         if lane is not None:
-            flat = (
-                lane.execute("ZRANGE", queue, 0, size - 1, "WITHSCORES")
-                if low is None
-                else lane.execute("ZRANGEBYSCORE", queue, low, "+inf", "WITHSCORES", "LIMIT", 0, size)
+            return lane.execute(  # type: ignore[no-any-return]
+                "ZRANGEBYSCORE", queue, low, "+inf", "WITHSCORES", "LIMIT", 0, size
             )
-            return list(zip(flat[::2], flat[1::2], strict=True))
-        pairs = (
-            self.client.zrange(queue, 0, size - 1, withscores=True)
-            if low is None
-            else self.client.zrangebyscore(queue, low, "+inf", start=0, num=size, withscores=True)
-        )
-        return [(jid, repr(score).encode()) for jid, score in pairs]
+        pairs = self.client.zrangebyscore(queue, low, "+inf", start=0, num=size, withscores=True)
+        return [x for jid, score in pairs for x in (jid, repr(score).encode())]
 
     @_guarded
     def get_jobs_by_status(

@@ -1066,7 +1066,7 @@ def test_a_job_that_leaves_the_queue_while_it_is_read_is_not_offered(
     assert ids(store.get_jobs_to_schedule()) == [b]
 
 
-@pytest.mark.parametrize("race", ["claim", "lower", "submit"])
+@pytest.mark.parametrize("race", ["claim", "lower", "submit", "dispatch-last"])
 def test_a_change_to_the_queue_between_two_pages_skips_and_repeats_no_job(
     make_store: Any, monkeypatch: pytest.MonkeyPatch, race: str
 ) -> None:
@@ -1075,25 +1075,25 @@ def test_a_change_to_the_queue_between_two_pages_skips_and_repeats_no_job(
     down), or read one twice (a job moved back, or a new one ahead: ranks shift up)."""
     store, other = make_store(batch_size=3), make_store()
     queued = [new_job(store, job_id=f"j{i}") for i in range(1, 7)]
-    page = store._queue_page
-    pages: list[list[bytes]] = []
+    score_text = store._score_text
+    raced: list[bytes] = []
 
-    def racing(low: bytes | None) -> list[tuple[bytes, bytes]]:
-        got = page(low)
-        pages.append([jid for jid, _ in got])
-        if len(pages) == 1:  # another server, between the first page and the second
-            if race == "claim":
-                assert ids(other.claim("server-2")) == ["j1"]
-            elif race == "lower":
-                other.update_meta("j1", {"priority": -1})  # to the back of the queue
-            else:
-                new_job(other, job_id="j0", priority=5)  # ahead of every other
-        return got
+    def racing(jid: bytes) -> bytes | None:  # asked right after the first page: where it ended
+        raced.append(jid)
+        if race == "claim":
+            assert ids(other.claim("server-2")) == ["j1"]
+        elif race == "lower":
+            other.update_meta("j1", {"priority": -1})  # to the back of the queue
+        elif race == "submit":
+            new_job(other, job_id="j0", priority=5)  # ahead of every other
+        else:  # the page's last job leaves the queue: the next page starts at the head again
+            other.set_status("j3", "DISPATCHED")
+        return score_text(jid)
 
-    monkeypatch.setattr(store, "_queue_page", racing)
-    expected = queued[1:] if race == "claim" else queued
-    assert ids(store.get_jobs_to_schedule()) == expected
-    assert len(pages) >= 2 and pages[0] == [b"j1", b"j2", b"j3"]
+    monkeypatch.setattr(store, "_score_text", racing)
+    left = {"claim": "j1", "dispatch-last": "j3"}.get(race)
+    assert ids(store.get_jobs_to_schedule()) == [jid for jid in queued if jid != left]
+    assert raced == [b"j3"]
 
 
 def test_requeued_job_is_schedulable_again(store: RedisJobDefManager) -> None:
