@@ -923,7 +923,11 @@ class RedisJobDefManager:
         """The SUBMITTED jobs, highest ``priority`` first, then first submitted first.
 
         Reads only the queue, so its cost does not grow with the number of finished jobs; a job put
-        back to SUBMITTED is schedulable again.
+        back to SUBMITTED is schedulable again. A long queue is read a page at a time
+        (``batch_size`` ids): a job that other servers change while it is read keeps the place it
+        was read at, and one moved ahead of the place reached (a new job, a raised priority, a
+        job put back) is offered at the next call; none is offered twice, and a job that stays
+        where it was is not missed.
         """
         # The ids first, a page per round trip; then the jobs, streamed. A page after the first
         # starts at the score where the one before ended, not at a rank: a claim, a new job or a
@@ -955,22 +959,29 @@ class RedisJobDefManager:
         return [job for job in self._fetch(ids) if job.meta.get("status") == _SUBMITTED]
 
     def _score_text(self, jid: bytes) -> bytes | None:
-        """A queued job's score, as Redis writes it; None if it is not queued."""
-        if self._lane is not None:
-            return self._lane.execute("ZSCORE", self.keys.queue, jid)  # type: ignore[no-any-return]
-        score = self.client.zscore(self.keys.queue, jid)
-        return None if score is None else repr(score).encode()
+        """A queued job's score, as Redis reads a bound; None if it is not queued."""
+        lane = self._lane
+        score = (
+            lane.execute("ZSCORE", self.keys.queue, jid)
+            if lane is not None
+            else self.client.zscore(self.keys.queue, jid)
+        )
+        # (text over a RESP2 lane; a float from redis-py's own commands, or over RESP3)
+        return score if score is None or isinstance(score, bytes) else repr(float(score)).encode()
 
     def _queue_page(self, low: bytes) -> list[bytes]:
         """A page of the queue from score ``low`` (as Redis reads a bound: a number, or ``(`` and a
         number for an exclusive one), in order: id, score, id, score, ..."""
         lane, queue, size = self._lane, self.keys.queue, self.batch_size
-        if lane is not None:
-            return lane.execute(  # type: ignore[no-any-return]
-                "ZRANGEBYSCORE", queue, low, "+inf", "WITHSCORES", "LIMIT", 0, size
-            )
-        pairs = self.client.zrangebyscore(queue, low, "+inf", start=0, num=size, withscores=True)
-        return [x for jid, score in pairs for x in (jid, repr(score).encode())]
+        if lane is not None and lane.resp2:
+            return lane.execute("ZRANGEBYSCORE", queue, low, "+inf", "WITHSCORES", "LIMIT", 0, size)  # type: ignore[no-any-return]
+        # ([id, score] pairs over a RESP3 lane; (id, score) from redis-py's own command)
+        pairs = (
+            lane.execute("ZRANGEBYSCORE", queue, low, "+inf", "WITHSCORES", "LIMIT", 0, size)
+            if lane is not None
+            else self.client.zrangebyscore(queue, low, "+inf", start=0, num=size, withscores=True)
+        )
+        return [x for jid, score in pairs for x in (jid, repr(float(score)).encode())]
 
     @_guarded
     def get_jobs_by_status(

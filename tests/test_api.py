@@ -1066,13 +1066,14 @@ def test_a_job_that_leaves_the_queue_while_it_is_read_is_not_offered(
     assert ids(store.get_jobs_to_schedule()) == [b]
 
 
-@pytest.mark.parametrize("race", ["claim", "lower", "submit", "dispatch-last"])
+@pytest.mark.parametrize("race", ["claim", "lower", "submit", "dispatch-last", "raise"])
 def test_a_change_to_the_queue_between_two_pages_skips_and_repeats_no_job(
     make_store: Any, monkeypatch: pytest.MonkeyPatch, race: str
 ) -> None:
     """The queue is read a page at a time; another server changes it after the first page. A
     page read by rank would then skip a job that stayed queued (the head claimed: ranks shift
-    down), or read one twice (a job moved back, or a new one ahead: ranks shift up)."""
+    down), or read one twice (a job moved back, or a new one ahead: ranks shift up). A job moved
+    ahead of the place reached is offered at the next call."""
     store, other = make_store(batch_size=3), make_store()
     queued = [new_job(store, job_id=f"j{i}") for i in range(1, 7)]
     score_text = store._score_text
@@ -1086,14 +1087,19 @@ def test_a_change_to_the_queue_between_two_pages_skips_and_repeats_no_job(
             other.update_meta("j1", {"priority": -1})  # to the back of the queue
         elif race == "submit":
             new_job(other, job_id="j0", priority=5)  # ahead of every other
+        elif race == "raise":
+            other.update_meta("j5", {"priority": 5})  # ahead of the place reached: the next call's
         else:  # the page's last job leaves the queue: the next page starts at the head again
             other.set_status("j3", "DISPATCHED")
         return score_text(jid)
 
     monkeypatch.setattr(store, "_score_text", racing)
-    left = {"claim": "j1", "dispatch-last": "j3"}.get(race)
+    left = {"claim": "j1", "dispatch-last": "j3", "raise": "j5"}.get(race)
     assert ids(store.get_jobs_to_schedule()) == [jid for jid in queued if jid != left]
     assert raced == [b"j3"]
+    if race == "raise":
+        monkeypatch.undo()
+        assert ids(store.get_jobs_to_schedule()) == ["j5", "j1", "j2", "j3", "j4", "j6"]
 
 
 def test_requeued_job_is_schedulable_again(store: RedisJobDefManager) -> None:

@@ -234,10 +234,12 @@ def test_gc_drops_the_function_libraries_of_other_versions_only_when_asked(
         assert new.gc(grace=0).functions_dropped == []  # not asked
         assert "redisjobs_0123456789ab" in _libraries(admin)
 
-        assert new.gc(grace=0, old_functions=True).functions_dropped == ["redisjobs_0123456789ab"]
+        # (containment: a server shared with other tests may hold other versions' libraries too)
+        dropped = new.gc(grace=0, old_functions=True).functions_dropped
+        assert "redisjobs_0123456789ab" in dropped and current not in dropped
         assert {current, "redisjobs_notours"} <= _libraries(admin)
         assert "redisjobs_0123456789ab" not in _libraries(admin)
-        assert new.gc(grace=0, old_functions=True).functions_dropped == []
+        assert "redisjobs_0123456789ab" not in new.gc(grace=0, old_functions=True).functions_dropped
 
         # The older server's next call loads its library again, and runs.
         before = _calls(admin)
@@ -259,7 +261,7 @@ def test_gc_drops_the_function_libraries_of_other_versions_only_when_asked(
 
 def test_gc_leaves_this_versions_function_library(store: RedisJobDefManager) -> None:
     jid = store.create({"name": "a"}, b"x")["job_id"]
-    assert store.gc(grace=0, old_functions=True).functions_dropped == []  # (fakeredis: no library)
+    assert library()[0] not in store.gc(grace=0, old_functions=True).functions_dropped
     assert store.set_status(jid, RunStatus.FINISHED_ABORTED) is True
 
 
@@ -517,9 +519,10 @@ def test_keys_packed_with_a_prefix_in_one_join_are_the_keys_packed_one_by_one(it
 def test_a_lane_speaking_resp3_gives_the_same_answers(redis_url: str, namespace: str) -> None:
     """Where RESP3 is required (maintenance notifications switched on), a lane keeps it: hashes
     come back as maps, and reads answer the same."""
-    m = RedisJobDefManager(redis_url, namespace=namespace)
+    m = RedisJobDefManager(redis_url, namespace=namespace, batch_size=2)  # (the queue read in pages)
     jobs = [m.create({"name": f"j{i}", "priority": i % 3}, b"x")["job_id"] for i in range(5)]
     expected = ([m.get_job(j).meta for j in jobs], [j.job_id for j in m.get_jobs_to_schedule()])
+    assert len(expected[1]) == 5
     assert m._lane is not None
     m._lane.close()
     m._lane._kwargs["protocol"], m._lane.resp2 = 3, False
@@ -535,7 +538,7 @@ def test_without_hiredis_the_lane_keeps_the_clients_protocol(redis_url: str, nam
     from redis._parsers import _RESP2Parser
 
     client = redis.Redis.from_url(redis_url, parser_class=_RESP2Parser)  # as without hiredis
-    m = RedisJobDefManager(client=client, namespace=namespace)
+    m = RedisJobDefManager(client=client, namespace=namespace, batch_size=2)  # (the queue read in pages)
     jobs = [m.create({"name": f"j{i}"}, b"x" * 300_000)["job_id"] for i in range(3)]
     assert m._lane is not None
     assert [j.job_id for j in m.get_jobs_to_schedule()] == jobs
