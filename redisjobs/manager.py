@@ -303,6 +303,12 @@ def _finished_at(submitted: Any, start: Any, duration: Any) -> float:
     return 0.0
 
 
+def _bound(score: bytes | float) -> bytes:
+    """A sorted-set score as Redis reads a bound: its own text over a RESP2 lane, else (a float
+    from redis-py's commands, or over RESP3) the integer it holds (scores here are integers)."""
+    return score if isinstance(score, bytes) else b"%.0f" % score
+
+
 def _lease_ms(lease: object) -> int:
     """A lease (a number of seconds above 0, up to 30 days; NaN and infinity are not) in whole
     milliseconds, the server's unit, and at least one: a shorter one would run out on arrival."""
@@ -966,22 +972,20 @@ class RedisJobDefManager:
             if lane is not None
             else self.client.zscore(self.keys.queue, jid)
         )
-        # (text over a RESP2 lane; a float from redis-py's own commands, or over RESP3)
-        return score if score is None or isinstance(score, bytes) else repr(float(score)).encode()
+        return None if score is None else _bound(score)
 
     def _queue_page(self, low: bytes) -> list[bytes]:
         """A page of the queue from score ``low`` (as Redis reads a bound: a number, or ``(`` and a
         number for an exclusive one), in order: id, score, id, score, ..."""
         lane, queue, size = self._lane, self.keys.queue, self.batch_size
-        if lane is not None and lane.resp2:
-            return lane.execute("ZRANGEBYSCORE", queue, low, "+inf", "WITHSCORES", "LIMIT", 0, size)  # type: ignore[no-any-return]
-        # ([id, score] pairs over a RESP3 lane; (id, score) from redis-py's own command)
-        pairs = (
-            lane.execute("ZRANGEBYSCORE", queue, low, "+inf", "WITHSCORES", "LIMIT", 0, size)
-            if lane is not None
-            else self.client.zrangebyscore(queue, low, "+inf", start=0, num=size, withscores=True)
-        )
-        return [x for jid, score in pairs for x in (jid, repr(float(score)).encode())]
+        if lane is None:
+            pairs = self.client.zrangebyscore(queue, low, "+inf", start=0, num=size, withscores=True)
+        else:
+            pairs = lane.execute("ZRANGEBYSCORE", queue, low, "+inf", "WITHSCORES", "LIMIT", 0, size)
+            if lane.resp2:
+                return pairs  # type: ignore[no-any-return]
+        # ((id, score) pairs from redis-py's own command, [id, score] over a RESP3 lane)
+        return [x for jid, score in pairs for x in (jid, _bound(score))]
 
     @_guarded
     def get_jobs_by_status(
